@@ -1,0 +1,53 @@
+# zhllama's developer interface. Every recipe sets up what it needs first, so each one works
+# from a fresh clone with only Python, pip, Rust, cargo, uv and just installed.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+py := justfile_directory() / ".venv/bin/python"
+bin := justfile_directory() / ".venv/bin"
+
+# list the recipes
+default:
+    @just --list
+
+# create .venv and install every workspace package and dev tool (quick when already done)
+setup:
+    uv sync --locked --quiet
+
+# setup, then build every Rust artifact in release (the zhllama-rs binary, onto the venv's PATH)
+build: setup
+    cargo build --release --workspace --quiet
+    install -m 755 target/release/zhllama-rs {{bin}}/zhllama-rs
+
+# every check: lint, the Rust tests, then the Python tests against the built artifacts
+test: build lint
+    cargo test --workspace --quiet
+    {{bin}}/pytest
+
+# the pipeline end to end, offline, on the built-in synthetic corpus
+demo: build
+    {{py}} tools/demo.py
+
+# train a model: `just train size=42M`, `just train size=42M max_iters=200 batch_size=8`
+train *args: setup
+    {{bin}}/zhllama train {{args}}
+
+# export a checkpoint: `just export runs/15M/ckpt.pt out/model.bin format=llama2c`
+export *args: setup
+    {{bin}}/zhllama export {{args}}
+
+# every benchmark; writes bench/results.json and bench/results.md
+bench: build
+    {{py}} tools/bench.py
+
+# ruff (format + check) for Python, rustfmt and clippy for Rust
+lint: setup
+    {{bin}}/ruff format --check --quiet .
+    {{bin}}/ruff check --quiet .
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+# reformat and autofix everything lint checks
+fmt: setup
+    {{bin}}/ruff format --quiet .
+    {{bin}}/ruff check --fix --quiet .
+    cargo fmt --all

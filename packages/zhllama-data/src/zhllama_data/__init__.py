@@ -1,0 +1,1 @@
+"""zhllama_data."""

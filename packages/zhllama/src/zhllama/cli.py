@@ -1,0 +1,133 @@
+"""The `zhllama` command: one CLI for the whole pipeline.
+
+The shell lives here; each package adds its own sub-commands through the `zhllama.commands`
+entry-point group (a `typer.Typer` becomes a command group, a function a single command).
+Errors a user can cause are one red line on stderr and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from zhllama.errors import ZhllamaError
+from zhllama.registry import KINDS, get_registry
+
+app = typer.Typer(
+    name="zhllama",
+    help="Train, export and run small Chinese Llama models.\n\n"
+    "Example: [bold]zhllama data sample synthetic -n 3[/bold]",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.command()
+def plugins() -> None:
+    """List every registered component (sources, tokenizers, presets, exporters, engines).
+
+    Example: [bold]zhllama plugins[/bold]
+    """
+    registry = get_registry()
+    table = Table(title="zhllama components")
+    table.add_column("kind")
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    for kind in KINDS:
+        for name, comp in registry.components(kind).items():
+            table.add_row(kind, name, comp.description)
+    console.print(table)
+    for f in registry.failures():
+        err_console.print(
+            f"[red]plugin {f.kind}/{f.name} ({f.target}) failed to load:[/] {f.error}"
+        )
+
+
+@app.command()
+def sample(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="model checkpoint (.bin for rust, .pt for torch)")
+    ],
+    prompt: Annotated[str, typer.Option("-i", "--prompt", help="story beginning")] = "",
+    engine: Annotated[str, typer.Option("--engine", "-e", help="engine component")] = "rust",
+    tokenizer: Annotated[
+        Path | None, typer.Option("-z", "--tokenizer", help="tokenizer file")
+    ] = None,
+    steps: Annotated[
+        int, typer.Option("-n", "--steps", help="positions to run, 0 = context")
+    ] = 256,
+    temperature: Annotated[float, typer.Option("-t", "--temperature")] = 1.0,
+    top_p: Annotated[float, typer.Option("-p", "--top-p")] = 0.9,
+    seed: Annotated[int | None, typer.Option("-s", "--seed", help="RNG seed")] = None,
+    threads: Annotated[int | None, typer.Option("--threads")] = None,
+    no_eos_stop: Annotated[bool, typer.Option("--no-eos-stop", help="run past EOS")] = False,
+) -> None:
+    """Generate a story with an inference engine.
+
+    Example: [bold]zhllama sample model.bin -z tok5000.bin -i 从前 --engine rust[/bold]
+    """
+    from zhllama.engines import EngineConfig, SampleSettings
+
+    if not checkpoint.exists():
+        raise ZhllamaError(f"{checkpoint}: no such checkpoint")
+    eng = get_registry().create(
+        "engines", engine, EngineConfig(checkpoint=checkpoint, tokenizer=tokenizer, threads=threads)
+    )
+    settings = SampleSettings(prompt, steps, temperature, top_p, seed, not no_eos_stop)
+    for piece in eng.stream(settings):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+def _add_package_commands() -> None:
+    for ep in entry_points(group="zhllama.commands"):
+        try:
+            obj = ep.load()
+        except Exception as e:
+            err_console.print(f"[yellow]commands {ep.name} ({ep.value}) failed to load:[/] {e}")
+            continue
+        if isinstance(obj, typer.Typer):
+            app.add_typer(obj, name=ep.name)
+        else:
+            app.command(name=ep.name)(obj)
+
+
+_add_package_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors become one line on stderr and a non-zero exit code."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except ZhllamaError as e:
+        err_console.print(f"[red]error:[/] {e}", highlight=False)
+        return 1
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+        name = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        err_console.print(f"[red]error:[/] {name}{e.strerror or e}", highlight=False)
+        return 1
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err_console.print("[yellow]interrupted[/]")
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())
