@@ -1,0 +1,95 @@
+"""`zhllama export`: turn a checkpoint (ckpt.pt or any exported format) into another format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from zhllama.config import build_config, parse_overrides
+from zhllama.errors import ZhllamaError
+from zhllama.registry import get_registry
+
+console = Console(stderr=True)
+
+
+def export(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="ckpt.pt, a llama2c .bin (v0/v1/v2) or an HF directory")
+    ],
+    out: Annotated[Path, typer.Argument(help="output .bin file, or directory for hf")],
+    settings: Annotated[
+        list[str] | None,
+        typer.Argument(help="more settings as key=value (format=, dtype=, group_size=, ...)"),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help="llama2c, llama2c-v1, llama2c-int8 or hf"),
+    ] = None,
+    dtype: Annotated[
+        str | None, typer.Option("--dtype", help="fp32, fp16 or bf16 (fp16/bf16: hf only)")
+    ] = None,
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option("--tokenizer", help="sentencepiece .model to ship with hf"),
+    ] = None,
+    group_size: Annotated[
+        int | None, typer.Option("--group-size", help="int8 group size (default: 64 or less)")
+    ] = None,
+    report: Annotated[
+        bool, typer.Option("--report/--no-report", help="int8: print error per tensor kind")
+    ] = True,
+) -> None:
+    """Export a model to llama2.c's .bin formats or a HuggingFace directory.
+
+    Example: [bold]zhllama export runs/15M/ckpt.pt model.bin --format llama2c[/bold]
+    """
+    from zhllama_exporter.components import ExportConfig
+    from zhllama_exporter.load import load_any
+
+    values = parse_overrides(list(settings or []))
+    name = fmt or values.pop("format", None) or "llama2c"
+    for key, value in (("dtype", dtype), ("tokenizer", tokenizer), ("group_size", group_size)):
+        if value is not None:
+            values[key] = value
+    config = build_config(ExportConfig, values)
+    registry = get_registry()
+    if name not in registry.components("exporters"):
+        known = ", ".join(registry.components("exporters"))
+        raise ZhllamaError(f"unknown export format {name!r}; formats: {known}")
+    exporter = registry.create("exporters", name, config)  # checks the settings first
+
+    with console.status(f"reading {checkpoint}"):
+        loaded = load_any(checkpoint)
+    if name == "hf" and config.tokenizer is None and loaded.tokenizer is not None:
+        if loaded.tokenizer.is_file():
+            config.tokenizer = loaded.tokenizer
+            console.print(f"tokenizer from the checkpoint: {loaded.tokenizer}")
+        else:
+            console.print(f"[yellow]the checkpoint's tokenizer {loaded.tokenizer} is missing[/]")
+    s = loaded.weights.shape
+    with console.status(f"writing {out} ({name})"):
+        exporter.export_weights(loaded.weights, out)
+    console.print(
+        f"[green]wrote[/] {out} ({name}, {config.dtype if name == 'hf' else 'fp32'}) from "
+        f"{loaded.format} {checkpoint}: dim {s.dim}, hidden {s.hidden_dim}, layers {s.n_layers}, "
+        f"heads {s.n_heads}/{s.n_kv_heads}, vocab {s.vocab_size}, seq {s.max_seq_len}, "
+        f"{'shared' if s.shared_classifier else 'separate'} classifier"
+    )
+    if name == "llama2c-int8" and report:
+        _print_quant_report(loaded.weights, out)
+
+
+def _print_quant_report(weights: object, out: Path) -> None:
+    from zhllama_exporter.llama2c import read_group_size
+    from zhllama_exporter.report import by_kind, quant_report
+
+    gs = read_group_size(out)
+    table = Table(title=f"int8 quantization error, group size {gs}")
+    for col in ("tensor", "max |err|", "mean |err|", "max err / (scale/2)"):
+        table.add_column(col, justify="left" if col == "tensor" else "right")
+    for e in by_kind(quant_report(weights, gs)):  # type: ignore[arg-type]
+        table.add_row(e.name, f"{e.max_abs:.3g}", f"{e.mean_abs:.3g}", f"{e.ratio:.3f}")
+    console.print(table)

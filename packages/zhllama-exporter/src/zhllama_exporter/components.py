@@ -1,0 +1,62 @@
+"""The exporter components (`zhllama.exporters`): one per format, light to import.
+
+Each factory takes an `ExportConfig` and returns an exporter with `export(model, out)` and
+`read(path)`. The format modules (and with them torch, numpy, safetensors) are imported only
+when a factory runs, so `zhllama plugins` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zhllama.registry import Component
+
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+@dataclass
+class ExportConfig:
+    """How to export: weight dtype (hf only; llama2c files are fp32), int8 group size
+    (None = the largest of 64, 32, ... dividing dim and hidden), tokenizer .model for hf."""
+
+    dtype: str = "fp32"
+    group_size: int | None = None
+    tokenizer: Path | None = None
+
+
+def _factory(fmt: str) -> Callable[[ExportConfig], Any]:
+    def make(config: ExportConfig) -> Any:
+        from zhllama_exporter.exporters import make_exporter
+
+        return make_exporter(fmt, config)
+
+    return make
+
+
+LLAMA2C = Component(
+    "llama2c",
+    "llama2.c version 0 .bin (fp32, RoPE tables; what run.c and tinyllamas use)",
+    _factory("llama2c"),
+    ExportConfig,
+)
+LLAMA2C_V1 = Component(
+    "llama2c-v1",
+    "llama2.c version 1 .bin (fp32 with a 256-byte header)",
+    _factory("llama2c-v1"),
+    ExportConfig,
+)
+LLAMA2C_INT8 = Component(
+    "llama2c-int8",
+    "llama2.c version 2 .bin (int8 Q8_0 groups dividing dim and hidden)",
+    _factory("llama2c-int8"),
+    ExportConfig,
+)
+HF = Component(
+    "hf",
+    "HuggingFace LlamaForCausalLM directory (safetensors fp32/fp16/bf16, configs, tokenizer)",
+    _factory("hf"),
+    ExportConfig,
+)

@@ -1,0 +1,269 @@
+"""llama2.c checkpoints: version 0 (legacy), 1 (fp32 + header) and 2 (int8), FORMATS.md §1.
+
+Writers take `Weights` and a binary file object; readers take a path, check the header against
+the file size before trusting any offset, and return `Weights` (int8 dequantized to fp32).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+from zhllama.errors import ZhllamaError
+
+from zhllama_exporter.quant import dequantize, quantize
+from zhllama_exporter.weights import LAYER_MATRICES, Shape, Weights
+
+MAGIC = 0x616B3432  # "ak42" read as a little-endian u32
+HEADER_BYTES = 256
+ROPE_THETA = 10000.0
+
+
+# ---------------------------------------------------------------------------------- writing
+
+
+def _f32(f: BinaryIO, t: torch.Tensor) -> None:
+    f.write(t.detach().to(torch.float32).contiguous().numpy().astype("<f4", copy=False).tobytes())
+
+
+def _params(shape: Shape, vocab: int) -> bytes:
+    s = shape
+    return struct.pack(
+        "<7i", s.dim, s.hidden_dim, s.n_layers, s.n_heads, s.n_kv_heads, vocab, s.max_seq_len
+    )
+
+
+def rope_tables(head_dim: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin, each (seq_len, head_dim / 2), computed as llama2.c's model.py does (float32
+    frequencies, torch.cos / torch.sin of their outer product), so v0 files match bit for bit."""
+    freqs = 1.0 / (ROPE_THETA ** (torch.arange(0, head_dim, 2)[: head_dim // 2].float() / head_dim))
+    angles = torch.outer(torch.arange(seq_len), freqs).float()
+    return torch.cos(angles), torch.sin(angles)
+
+
+def write_v0(w: Weights, f: BinaryIO) -> None:
+    s = w.shape
+    f.write(_params(s, s.vocab_size if s.shared_classifier else -s.vocab_size))
+    _f32(f, w.tensors["tok_embeddings.weight"])
+    for t in w.layer("attention_norm"):
+        _f32(f, t)
+    for name in LAYER_MATRICES[:4]:
+        for t in w.layer(name):
+            _f32(f, t)
+    for t in w.layer("ffn_norm"):
+        _f32(f, t)
+    for name in LAYER_MATRICES[4:]:
+        for t in w.layer(name):
+            _f32(f, t)
+    _f32(f, w.tensors["norm.weight"])
+    cos, sin = rope_tables(s.head_dim, s.max_seq_len)
+    _f32(f, cos)
+    _f32(f, sin)
+    if not s.shared_classifier:
+        _f32(f, w.tensors["output.weight"])
+
+
+def _header(w: Weights, version: int, group_size: int | None = None) -> bytes:
+    head = struct.pack("<Ii", MAGIC, version) + _params(w.shape, w.shape.vocab_size)
+    head += struct.pack("<B", int(w.shape.shared_classifier))
+    if group_size is not None:
+        head += struct.pack("<i", group_size)  # at byte 37, unaligned, as the format has it
+    return head + b"\0" * (HEADER_BYTES - len(head))
+
+
+def _norms(w: Weights, f: BinaryIO) -> None:
+    for t in w.layer("attention_norm"):
+        _f32(f, t)
+    for t in w.layer("ffn_norm"):
+        _f32(f, t)
+    _f32(f, w.tensors["norm.weight"])
+
+
+def _matrices(w: Weights) -> list[torch.Tensor]:
+    """The v1/v2 order: embedding, each matrix kind over all layers, classifier if separate."""
+    out = [w.tensors["tok_embeddings.weight"]]
+    for name in LAYER_MATRICES:
+        out.extend(w.layer(name))
+    if not w.shape.shared_classifier:
+        out.append(w.tensors["output.weight"])
+    return out
+
+
+def write_v1(w: Weights, f: BinaryIO) -> None:
+    f.write(_header(w, 1))
+    _norms(w, f)
+    for t in _matrices(w):
+        _f32(f, t)
+
+
+def write_v2(w: Weights, f: BinaryIO, group_size: int) -> None:
+    f.write(_header(w, 2, group_size))
+    _norms(w, f)
+    for t in _matrices(w):
+        q, scale = quantize(t, group_size)
+        f.write(q.contiguous().numpy().tobytes())
+        _f32(f, scale)
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+class _Cursor:
+    """Reads consecutive little-endian arrays out of a memory-mapped file."""
+
+    def __init__(self, path: Path, offset: int) -> None:
+        self.data = np.memmap(path, dtype=np.uint8, mode="r")
+        self.pos = offset
+
+    def take(self, dtype: str, shape: tuple[int, ...]) -> torch.Tensor:
+        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        raw = np.frombuffer(self.data[self.pos : self.pos + n], dtype=dtype).reshape(shape)
+        self.pos += n
+        return torch.from_numpy(raw.astype(dtype.replace("<", "="), copy=True))
+
+    def f32(self, *shape: int) -> torch.Tensor:
+        return self.take("<f4", shape)
+
+
+def sniff_version(path: Path) -> int:
+    """0, 1 or 2 by the file's first bytes (version 0 has no magic)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8:
+        raise ZhllamaError(f"{path}: too short to be a llama2.c checkpoint ({len(head)} bytes)")
+    magic, version = struct.unpack("<Ii", head)
+    if magic != MAGIC:
+        return 0
+    if version not in (1, 2):
+        raise ZhllamaError(f"{path}: llama2.c header has unknown version {version}")
+    return version
+
+
+def _matrix_count(s: Shape) -> int:
+    L, d, h, kvd, V = s.n_layers, s.dim, s.hidden_dim, s.kv_dim, s.vocab_size
+    per_layer = 2 * d * d + 2 * kvd * d + 3 * h * d
+    return V * d + L * per_layer + (0 if s.shared_classifier else V * d)
+
+
+def _norm_count(s: Shape) -> int:
+    return 2 * s.n_layers * s.dim + s.dim
+
+
+def _check_size(path: Path, s: Shape, expected: int, what: str) -> None:
+    actual = path.stat().st_size
+    if actual != expected:
+        raise ZhllamaError(
+            f"{path}: not a valid llama2.c {what} checkpoint: its header "
+            f"(dim {s.dim}, hidden {s.hidden_dim}, layers {s.n_layers}, heads {s.n_heads}, "
+            f"kv heads {s.n_kv_heads}, vocab {s.vocab_size}, seq {s.max_seq_len}) needs "
+            f"{expected} bytes, the file has {actual}"
+        )
+
+
+def _expect_version(path: Path, version: int) -> None:
+    found = sniff_version(path)
+    if found != version:
+        fmt = {0: "llama2c", 1: "llama2c-v1", 2: "llama2c-int8"}[found]
+        raise ZhllamaError(
+            f"{path}: is a llama2.c version {found} file, not version {version} (format {fmt})"
+        )
+
+
+def read_v0(path: Path) -> Weights:
+    path = Path(path)
+    _expect_version(path, 0)
+    with open(path, "rb") as f:
+        d, h, L, H, Hk, V, T = struct.unpack("<7i", f.read(28))
+    s = Shape(d, h, L, H, Hk, abs(V), T, shared_classifier=V > 0)
+    s.check(str(path))
+    _check_size(path, s, 28 + 4 * (_norm_count(s) + _matrix_count(s) + T * s.head_dim), "v0")
+    c = _Cursor(path, 28)
+    t: dict[str, torch.Tensor] = {"tok_embeddings.weight": c.f32(s.vocab_size, d)}
+    shapes = s.matrix_shapes()
+
+    def per_layer(name: str, *shape: int) -> None:
+        for i in range(L):
+            t[f"layers.{i}.{name}.weight"] = c.f32(*shape)
+
+    per_layer("attention_norm", d)
+    for name in LAYER_MATRICES[:4]:
+        per_layer(name, *shapes[name])
+    per_layer("ffn_norm", d)
+    for name in LAYER_MATRICES[4:]:
+        per_layer(name, *shapes[name])
+    t["norm.weight"] = c.f32(d)
+    c.pos += 4 * T * s.head_dim  # the RoPE tables: recomputed, not read
+    if not s.shared_classifier:
+        t["output.weight"] = c.f32(s.vocab_size, d)
+    return Weights(s, t)
+
+
+def _read_header(path: Path, version: int) -> tuple[Shape, int]:
+    _expect_version(path, version)
+    with open(path, "rb") as f:
+        head = f.read(HEADER_BYTES)
+    if len(head) < HEADER_BYTES:
+        raise ZhllamaError(f"{path}: header is {len(head)} bytes, expected {HEADER_BYTES}")
+    d, h, L, H, Hk, V, T = struct.unpack_from("<7i", head, 8)
+    shared = head[36]
+    if shared not in (0, 1):
+        raise ZhllamaError(f"{path}: shared-classifier flag is {shared}, expected 0 or 1")
+    group_size = struct.unpack_from("<i", head, 37)[0] if version == 2 else 0
+    s = Shape(d, h, L, H, Hk, V, T, shared_classifier=bool(shared))
+    s.check(str(path))
+    return s, group_size
+
+
+def _unpack_body(
+    s: Shape, c: _Cursor, matrix: Callable[[int, int], torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The v1/v2 body: norms as f32, then matrices read by `matrix(rows, cols)`."""
+    d, L = s.dim, s.n_layers
+    t: dict[str, torch.Tensor] = {}
+    for norm in ("attention_norm", "ffn_norm"):
+        for i in range(L):
+            t[f"layers.{i}.{norm}.weight"] = c.f32(d)
+    t["norm.weight"] = c.f32(d)
+    t["tok_embeddings.weight"] = matrix(s.vocab_size, d)
+    for name, shape in s.matrix_shapes().items():
+        for i in range(L):
+            t[f"layers.{i}.{name}.weight"] = matrix(*shape)
+    if not s.shared_classifier:
+        t["output.weight"] = matrix(s.vocab_size, d)
+    return t
+
+
+def read_v1(path: Path) -> Weights:
+    path = Path(path)
+    s, _ = _read_header(path, 1)
+    _check_size(path, s, HEADER_BYTES + 4 * (_norm_count(s) + _matrix_count(s)), "v1")
+    c = _Cursor(path, HEADER_BYTES)
+    return Weights(s, _unpack_body(s, c, c.f32))
+
+
+def read_v2(path: Path) -> Weights:
+    """Read an int8 file, dequantizing every matrix to fp32."""
+    path = Path(path)
+    s, gs = _read_header(path, 2)
+    if gs <= 0 or s.dim % gs or s.hidden_dim % gs:
+        raise ZhllamaError(
+            f"{path}: group size {gs} does not divide dim {s.dim} and hidden {s.hidden_dim}"
+        )
+    n = _matrix_count(s)
+    _check_size(path, s, HEADER_BYTES + 4 * _norm_count(s) + n + 4 * (n // gs), "v2 (int8)")
+    c = _Cursor(path, HEADER_BYTES)
+
+    def matrix(rows: int, cols: int) -> torch.Tensor:
+        q = c.take("i1", (rows, cols))
+        scale = c.f32(rows * cols // gs)
+        return dequantize(q, scale, gs)
+
+    return Weights(s, _unpack_body(s, c, matrix))
+
+
+def read_group_size(path: Path) -> int:
+    return _read_header(Path(path), 2)[1]

@@ -1,0 +1,61 @@
+"""Read any checkpoint zhllama knows: a trainer ckpt.pt or any exported format, by its content."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from zhllama.errors import ZhllamaError
+
+from zhllama_exporter import llama2c
+from zhllama_exporter.exporters import make_exporter
+from zhllama_exporter.weights import Weights, from_model
+
+
+@dataclass
+class Loaded:
+    weights: Weights
+    format: str  # "ckpt" or an export format name
+    tokenizer: Path | None = None  # the trainer's tokenizer .model, when a ckpt.pt names one
+
+
+def sniff_format(path: Path) -> str:
+    """ "ckpt", "hf", "llama2c", "llama2c-v1" or "llama2c-int8" by what the path holds."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return "hf"
+        raise ZhllamaError(f"{path}: a directory without config.json is no model checkpoint")
+    if not path.is_file():
+        raise ZhllamaError(f"{path}: no such checkpoint file")
+    if zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        return "ckpt"
+    version = llama2c.sniff_version(path)
+    return {0: "llama2c", 1: "llama2c-v1", 2: "llama2c-int8"}[version]
+
+
+def load_any(path: Path) -> Loaded:
+    path = Path(path)
+    fmt = sniff_format(path)
+    if fmt != "ckpt":
+        return Loaded(make_exporter(fmt).read_weights(path), fmt)
+    from zhllama_trainer.checkpoint import (
+        clean_state_dict,
+        load_checkpoint,
+        model_args_from,
+    )
+    from zhllama_trainer.model import Transformer
+
+    ckpt = load_checkpoint(path)
+    model = Transformer(model_args_from(ckpt, path))
+    state = clean_state_dict(ckpt["model"])
+    if model.args.shared_classifier:
+        state.setdefault("output.weight", state.get("tok_embeddings.weight"))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ZhllamaError(f"{path}: weights do not fit the model shape: {first}") from None
+    tok = ckpt.get("tokenizer")
+    return Loaded(from_model(model), fmt, Path(tok) if tok else None)
