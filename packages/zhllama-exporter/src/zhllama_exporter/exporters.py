@@ -69,7 +69,9 @@ class Exporter:
             with atomic_dir(out) as tmp:
                 hf.write_hf(w, tmp, self.config.dtype)
                 if self.config.tokenizer is not None:
-                    write_hf_tokenizer(Path(self.config.tokenizer), tmp, w.shape.vocab_size)
+                    write_hf_tokenizer(
+                        Path(self.config.tokenizer), tmp, w.shape.vocab_size, w.shape.max_seq_len
+                    )
             return
         if out.is_dir():
             raise ZhllamaError(f"{out}: is a directory; {self.format} writes one .bin file")
@@ -98,6 +100,14 @@ def make_exporter(fmt: str, config: ExportConfig | None = None) -> Exporter:
     return Exporter(fmt, config or ExportConfig())
 
 
-def write_hf_tokenizer(model: Path, out_dir: Path, vocab_size: int) -> None:
+def write_hf_tokenizer(model: Path, out_dir: Path, vocab_size: int, max_len: int) -> None:
     """The tokenizer stage's HF files for a sentencepiece .model, written into `out_dir`."""
-    raise ZhllamaError(f"{model}: HF tokenizer export is not available yet")
+    from zhllama.registry import get_registry
+    from zhllama_tokenizer.hf import export_hf
+
+    tok = get_registry().create("tokenizers", "sentencepiece", model=Path(model))
+    if tok.vocab_size != vocab_size:
+        raise ZhllamaError(
+            f"{model}: tokenizer has {tok.vocab_size} tokens but the model's vocab is {vocab_size}"
+        )
+    export_hf(Path(model), out_dir, model_max_length=max_len)

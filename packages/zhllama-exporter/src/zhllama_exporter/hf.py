@@ -90,8 +90,9 @@ def config_json(s: Shape, dtype: str) -> dict[str, Any]:
     }
 
 
-def generation_config_json(s: Shape) -> dict[str, Any]:
-    return {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID, "max_length": s.max_seq_len}
+def generation_config_json() -> dict[str, Any]:
+    # No max_length: transformers warns when it meets max_new_tokens, which callers pass.
+    return {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID}
 
 
 def hf_tensors(w: Weights, dtype: str) -> dict[str, torch.Tensor]:
@@ -115,7 +116,7 @@ def write_hf(w: Weights, out_dir: Path, dtype: str) -> None:
 
     save_file(hf_tensors(w, dtype), str(out_dir / WEIGHTS_FILE), metadata={"format": "pt"})
     (out_dir / "config.json").write_text(json.dumps(config_json(w.shape, dtype), indent=2) + "\n")
-    gen = json.dumps(generation_config_json(w.shape), indent=2) + "\n"
+    gen = json.dumps(generation_config_json(), indent=2) + "\n"
     (out_dir / "generation_config.json").write_text(gen)
 
 
