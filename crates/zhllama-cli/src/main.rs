@@ -1,0 +1,324 @@
+//! `zhllama-rs`: run llama2.c-format models from the command line.
+//!
+//! Flags, wiring and exit codes only; the engine is `zhllama-core`. Exit status: 0 on success,
+//! 1 when a file or argument is bad (one line on stderr naming the file and the problem), 2 for
+//! a usage error.
+
+use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+use zhllama_core::{chat_prompt, GenerateOptions, Model, Sampler, Tokenizer, Utf8Stream, EOS};
+
+const AFTER_HELP: &str = "\
+Behaviour at the edges (the same as llama2.c's run.c unless said otherwise):
+  - -n counts positions including the prompt; 0, a negative number or more than the model's
+    context (seq_len) means the whole context.
+  - A prompt longer than -n positions (or than the context) is echoed up to that many positions
+    and nothing is generated; no error.
+  - An empty or absent prompt starts from BOS alone: the model writes the story from scratch.
+  - Runs of spaces in the prompt collapse to one and leading/trailing spaces are dropped, as
+    sentencepiece does.
+  - Generation stops at BOS, and at EOS unless --no-eos-stop (then EOS prints as its stored text).
+  - -t below 0 means 0 (greedy); -p outside [0, 1] means 0.9; -s 0 seeds from the clock.
+  - Arguments that are not valid UTF-8 are a usage error (exit 2).
+  - A bad checkpoint or tokenizer (missing, truncated, wrong vocab size, ...) prints one line
+    naming the file and the problem, and exits with status 1.
+
+The story goes to stdout followed by a newline; 'achieved tok/s: X' goes to stderr.
+
+--tokenize prints the ids sentencepiece would give (no BOS/EOS), space-separated: for -i's text,
+or else for each NUL-separated record of stdin, one line per record. CHECKPOINT is optional
+then (without it the tokenizer's vocab size is the number of entries in the file).";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Generate,
+    Chat,
+}
+
+/// Run a llama2.c-format model: print a story (or chat), like llama2.c's `run`, faster.
+#[derive(Parser, Debug)]
+#[command(name = "zhllama-rs", version, after_help = AFTER_HELP, allow_negative_numbers = true)]
+struct Cli {
+    /// Model checkpoint (.bin, version 0 or 1)
+    checkpoint: Option<PathBuf>,
+    /// Temperature; 0 = greedy argmax
+    #[arg(
+        short = 't',
+        long = "temperature",
+        default_value_t = 1.0,
+        value_name = "T"
+    )]
+    temperature: f64,
+    /// Top-p (nucleus) threshold; 0 or 1 = off
+    #[arg(short = 'p', long = "top-p", default_value_t = 0.9, value_name = "P")]
+    top_p: f64,
+    /// Random seed; 0 = from the clock
+    #[arg(short = 's', long = "seed", default_value_t = 0, value_name = "SEED")]
+    seed: i128,
+    /// Positions to run, prompt included; 0 = the model's context
+    #[arg(
+        short = 'n',
+        long = "steps",
+        default_value_t = 256,
+        value_name = "STEPS"
+    )]
+    steps: i64,
+    /// Prompt
+    #[arg(
+        short = 'i',
+        long = "prompt",
+        value_name = "PROMPT",
+        allow_hyphen_values = true
+    )]
+    prompt: Option<String>,
+    /// Tokenizer file
+    #[arg(
+        short = 'z',
+        long = "tokenizer",
+        default_value = "tokenizer.bin",
+        value_name = "TOKENIZER"
+    )]
+    tokenizer: PathBuf,
+    /// Mode
+    #[arg(short = 'm', long = "mode", value_enum, default_value_t = Mode::Generate)]
+    mode: Mode,
+    /// System prompt (chat mode)
+    #[arg(
+        short = 'y',
+        long = "system",
+        value_name = "SYSTEM",
+        allow_hyphen_values = true
+    )]
+    system: Option<String>,
+    /// Threads for the matmuls; 0 = physical cores
+    #[arg(long = "threads", default_value_t = 0, value_name = "N")]
+    threads: usize,
+    /// Don't stop when EOS is sampled (run.c's behaviour: stop at BOS only)
+    #[arg(long = "no-eos-stop")]
+    no_eos_stop: bool,
+    /// Print token ids instead of generating (see below)
+    #[arg(long = "tokenize")]
+    tokenize: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse_from(std::env::args_os()) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("zhllama-rs: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_tokenizer_hint(e: zhllama_core::Error, cli: &Cli) -> String {
+    match e {
+        zhllama_core::Error::NotFound { ref path } if path == &cli.tokenizer => {
+            format!("{e} (pass the tokenizer with -z)")
+        }
+        e => e.to_string(),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    if cli.tokenize {
+        return tokenize(&cli);
+    }
+    let Some(checkpoint) = cli.checkpoint.clone() else {
+        return Err(
+            "no checkpoint given (usage: zhllama-rs CHECKPOINT [options]; see --help)".into(),
+        );
+    };
+    if cli.temperature.is_nan() || cli.top_p.is_nan() {
+        return Err("-t and -p must be numbers".into());
+    }
+    // Parsed as double and narrowed, exactly like run.c's atof into a float.
+    let temperature = cli.temperature as f32;
+    let top_p = cli.top_p as f32;
+    let seed = cli.seed as u64; // wraps negatives like run.c's unsigned seed
+    let steps = cli.steps.max(0) as usize;
+    let mut model = Model::load(&checkpoint, Some(&cli.tokenizer), Some(cli.threads))
+        .map_err(|e| load_tokenizer_hint(e, &cli))?;
+    match cli.mode {
+        Mode::Generate => {
+            let opts = GenerateOptions {
+                steps,
+                temperature,
+                top_p,
+                seed,
+                stop_at_eos: !cli.no_eos_stop,
+            };
+            let prompt = cli.prompt.clone().unwrap_or_default();
+            let mut gen = model.generate(&prompt, &opts).map_err(|e| e.to_string())?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            for piece in &mut gen {
+                if out
+                    .write_all(piece.as_bytes())
+                    .and_then(|_| out.flush())
+                    .is_err()
+                {
+                    return Ok(()); // reader went away (e.g. a closed pipe): stop quietly
+                }
+            }
+            let _ = out.write_all(b"\n").and_then(|_| out.flush());
+            if let Some(tps) = gen.tokens_per_second() {
+                eprintln!("achieved tok/s: {tps:.6}");
+            }
+            Ok(())
+        }
+        Mode::Chat => chat(&mut model, &cli, temperature, top_p, seed, steps),
+    }
+}
+
+/// Reads one line from stdin after printing `guide`; `None` at end of input.
+fn read_line(guide: &str) -> Option<String> {
+    print!("{guide}");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    match std::io::stdin().lock().read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => {
+            while line.ends_with('\n') || line.ends_with('\r') {
+                line.pop();
+            }
+            Some(line)
+        }
+    }
+}
+
+/// Chat as run.c does: Llama-2 `[INST]` turns, one position counter across the whole
+/// conversation, ending after `steps` positions or at the end of stdin.
+fn chat(
+    model: &mut Model,
+    cli: &Cli,
+    temperature: f32,
+    top_p: f32,
+    seed: u64,
+    steps: usize,
+) -> Result<(), String> {
+    let mut sampler = Sampler::new(temperature, top_p, seed).map_err(|e| e.to_string())?;
+    let steps = if steps == 0 || steps > model.seq_len() {
+        model.seq_len()
+    } else {
+        steps
+    };
+    let tok: Tokenizer = model.tokenizer().expect("loaded with a tokenizer").clone();
+    let mut out = std::io::stdout();
+    let mut stream = Utf8Stream::new();
+    let mut prompt_tokens: Vec<u32> = Vec::new();
+    let mut user_idx = 0usize;
+    let mut user_turn = true;
+    let mut next: u32 = 0;
+    let mut pos = 0usize;
+    let mut system = String::new();
+    while pos < steps {
+        if user_turn {
+            if pos == 0 {
+                system = match &cli.system {
+                    Some(s) => s.clone(),
+                    None => match read_line("Enter system prompt (optional): ") {
+                        Some(s) => s,
+                        None => break,
+                    },
+                };
+            }
+            let user = match (&cli.prompt, pos) {
+                (Some(p), 0) => p.clone(),
+                _ => match read_line("User: ") {
+                    Some(s) => s,
+                    None => break,
+                },
+            };
+            let rendered = chat_prompt(if pos == 0 { Some(&system) } else { None }, &user);
+            prompt_tokens = tok.encode(&rendered, true, false);
+            user_idx = 0;
+            user_turn = false;
+            print!("Assistant: ");
+            let _ = out.flush();
+        }
+        let token = if user_idx < prompt_tokens.len() {
+            user_idx += 1;
+            prompt_tokens[user_idx - 1]
+        } else {
+            next
+        };
+        if token == EOS {
+            user_turn = true;
+        }
+        let logits = model.forward(token, pos).map_err(|e| e.to_string())?;
+        next = sampler.sample(logits);
+        pos += 1;
+        if user_idx >= prompt_tokens.len() && next != EOS {
+            let text = stream.push(tok.piece_bytes(token, next));
+            if out
+                .write_all(text.as_bytes())
+                .and_then(|_| out.flush())
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+        if next == EOS {
+            let text = stream.finish();
+            let _ = out.write_all(text.as_bytes());
+            println!();
+        }
+    }
+    let text = stream.finish();
+    let _ = out.write_all(text.as_bytes());
+    println!();
+    Ok(())
+}
+
+fn tokenize(cli: &Cli) -> Result<(), String> {
+    let vocab = match &cli.checkpoint {
+        Some(c) => Some(
+            Model::load(c, None, Some(1))
+                .map_err(|e| e.to_string())?
+                .vocab_size(),
+        ),
+        None => None,
+    };
+    let tok =
+        Tokenizer::from_file(&cli.tokenizer, vocab).map_err(|e| load_tokenizer_hint(e, cli))?;
+    let texts: Vec<String> = match &cli.prompt {
+        Some(p) => vec![p.clone()],
+        None => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .map_err(|e| format!("stdin: {e}"))?;
+            let text = String::from_utf8(buf).map_err(|_| "stdin: not valid UTF-8".to_string())?;
+            let mut recs: Vec<String> = text.split('\0').map(str::to_string).collect();
+            if recs.len() > 1 && recs.last().is_some_and(|r| r.is_empty()) {
+                recs.pop();
+            }
+            recs
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for t in texts {
+        let ids: Vec<String> = tok
+            .encode(&t, false, false)
+            .iter()
+            .map(u32::to_string)
+            .collect();
+        if writeln!(out, "{}", ids.join(" ")).is_err() {
+            return Ok(());
+        }
+    }
+    let _ = out.flush();
+    Ok(())
+}

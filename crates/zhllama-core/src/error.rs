@@ -1,0 +1,70 @@
+//! The one error type of the engine.
+//!
+//! Every malformed input (a checkpoint, a tokenizer, an argument) becomes one of these values,
+//! never a panic. The variants are coarse on purpose so that a binding can map them to its own
+//! exception types in one place: [`Error::NotFound`] → `FileNotFoundError`, [`Error::BadFile`]
+//! and [`Error::BadArgument`] → `ValueError`, [`Error::Io`] → `OSError`.
+
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong in `zhllama-core`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file that was asked for does not exist.
+    #[error("{}: no such file", path.display())]
+    NotFound {
+        /// The path that was asked for.
+        path: PathBuf,
+    },
+    /// A file exists but its contents are not what the format requires (wrong size, bad header,
+    /// vocab size that does not match the model, …).
+    #[error("{}: {msg}", path.display())]
+    BadFile {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong with it, in one line.
+        msg: String,
+    },
+    /// An argument is out of range or inconsistent (a token id beyond the vocab, a position
+    /// beyond the context, a NaN temperature, …).
+    #[error("{0}")]
+    BadArgument(String),
+    /// The operating system refused a read, a map or a thread.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file being read (empty when no file was involved).
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn bad_file(path: &Path, msg: impl Into<String>) -> Self {
+        Error::BadFile {
+            path: path.to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::NotFound {
+                path: path.to_path_buf(),
+            }
+        } else {
+            Error::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    }
+
+    pub(crate) fn bad_arg(msg: impl Into<String>) -> Self {
+        Error::BadArgument(msg.into())
+    }
+}

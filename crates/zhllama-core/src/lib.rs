@@ -1,0 +1,39 @@
+//! # zhllama-core
+//!
+//! The zhllama inference engine for llama2.c-format models: no Python and no CLI inside.
+//!
+//! - [`Model`]: loads a checkpoint (versions 0 and 1, FORMATS.md §1) by memory-mapping it,
+//!   validates it against the file size, owns a KV cache and a rayon thread pool of its own,
+//!   and runs [`Model::forward`].
+//! - [`Tokenizer`]: reads `tokenizer.bin` in both byte-token formats; [`Tokenizer::encode`] is
+//!   sentencepiece-exact, [`Tokenizer::decode`] and [`Utf8Stream`] give whole UTF-8 characters.
+//! - [`Sampler`]: llama2.c's sampler and RNG, so a seed gives the same story.
+//! - [`Generator`] / [`Generation`]: the prompt then sampled tokens, as text pieces, with a
+//!   tokens-per-second report.
+//! - [`Error`]: the one error type; nothing a user can feed the engine panics.
+//!
+//! ```no_run
+//! use zhllama_core::{GenerateOptions, Model};
+//! let mut model = Model::load("model.bin", Some("tok.bin".as_ref()), Some(2))?;
+//! let opts = GenerateOptions { temperature: 0.0, steps: 64, ..Default::default() };
+//! let text: String = model.generate("Once upon a time", &opts)?.collect();
+//! println!("{text}");
+//! # Ok::<(), zhllama_core::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+pub mod error;
+pub mod generate;
+pub mod kernels;
+pub mod model;
+pub mod sampler;
+pub mod tokenizer;
+
+pub use checkpoint::{Config, MAGIC};
+pub use error::{Error, Result};
+pub use generate::{chat_prompt, GenerateOptions, Generation, GenerationStats, Generator};
+pub use model::{default_threads, Model};
+pub use sampler::{Rng, Sampler};
+pub use tokenizer::{ByteFormat, Tokenizer, Utf8Stream, BOS, EOS, UNK};

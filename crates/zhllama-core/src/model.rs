@@ -1,0 +1,369 @@
+//! The model: a validated checkpoint, its run state (KV cache, activations), an optional
+//! tokenizer and a thread pool of its own; and the forward pass.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::checkpoint::{Checkpoint, Config};
+use crate::error::{Error, Result};
+use crate::generate::{GenerateOptions, Generation, Generator};
+use crate::kernels::{self, MatRef};
+use crate::tokenizer::Tokenizer;
+
+/// Activations and caches of one sequence.
+struct RunState {
+    x: Vec<f32>,           // (d) the residual stream
+    xb: Vec<f32>,          // (d) normed input / attention output
+    xb2: Vec<f32>,         // (d) projection output
+    hb: Vec<f32>,          // (h) FFN hidden
+    hb2: Vec<f32>,         // (h) FFN scratch
+    q: Vec<f32>,           // (d) queries
+    att: Vec<f32>,         // (H, T) attention scores
+    logits: Vec<f32>,      // (V)
+    key_cache: Vec<f32>,   // (L, T, kvd)
+    value_cache: Vec<f32>, // (L, T, kvd)
+}
+
+impl RunState {
+    fn new(c: &Config) -> Self {
+        let kvd = c.kv_dim();
+        RunState {
+            x: vec![0.0; c.dim],
+            xb: vec![0.0; c.dim],
+            xb2: vec![0.0; c.dim],
+            hb: vec![0.0; c.hidden_dim],
+            hb2: vec![0.0; c.hidden_dim],
+            q: vec![0.0; c.dim],
+            att: vec![0.0; c.n_heads * c.seq_len],
+            logits: vec![0.0; c.vocab_size],
+            key_cache: vec![0.0; c.n_layers * c.seq_len * kvd],
+            value_cache: vec![0.0; c.n_layers * c.seq_len * kvd],
+        }
+    }
+}
+
+/// A loaded model, ready to run.
+///
+/// ```no_run
+/// use zhllama_core::{GenerateOptions, Model};
+/// let mut model = Model::load("stories15M.bin", Some("tok5000.bin".as_ref()), None)?;
+/// let mut story = model.generate("从前", &GenerateOptions::default())?;
+/// for piece in &mut story {
+///     print!("{piece}");
+/// }
+/// eprintln!("achieved tok/s: {:?}", story.tokens_per_second());
+/// # Ok::<(), zhllama_core::Error>(())
+/// ```
+pub struct Model {
+    ckpt: Checkpoint,
+    state: RunState,
+    pool: rayon::ThreadPool,
+    threads: usize,
+    tokenizer: Option<Tokenizer>,
+    path: PathBuf,
+}
+
+/// The default thread count: the number of physical cores.
+pub fn default_threads() -> usize {
+    num_cpus::get_physical().max(1)
+}
+
+impl Model {
+    /// Loads a checkpoint (version 0 or 1) by memory-mapping it, and optionally its tokenizer.
+    ///
+    /// - `tokenizer`: a `tokenizer.bin`; it must hold exactly the model's vocab size entries.
+    ///   `None` loads none (then [`Model::generate`] is unavailable, [`Model::forward`] works).
+    /// - `threads`: size of the model's own thread pool; `None` or `Some(0)` means the number
+    ///   of physical cores. The global rayon pool is never touched.
+    ///
+    /// Errors: [`Error::NotFound`] for a missing file, [`Error::BadFile`] for a malformed one
+    /// (checked against the file size before anything is allocated), [`Error::Io`] otherwise.
+    pub fn load(
+        path: impl AsRef<Path>,
+        tokenizer: Option<&Path>,
+        threads: Option<usize>,
+    ) -> Result<Model> {
+        let path = path.as_ref();
+        let ckpt = Checkpoint::open(path)?;
+        let tokenizer = match tokenizer {
+            Some(t) => Some(Tokenizer::from_file(t, Some(ckpt.config.vocab_size))?),
+            None => None,
+        };
+        let threads = match threads {
+            None | Some(0) => default_threads(),
+            Some(n) => n,
+        };
+        if threads > 1024 {
+            return Err(Error::bad_arg(format!(
+                "{threads} threads is not a sensible thread count"
+            )));
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("zhllama-{i}"))
+            .build()
+            .map_err(|e| Error::Io {
+                path: PathBuf::new(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let state = RunState::new(&ckpt.config);
+        Ok(Model {
+            ckpt,
+            state,
+            pool,
+            threads,
+            tokenizer,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The model's shape and format.
+    pub fn config(&self) -> &Config {
+        &self.ckpt.config
+    }
+    /// Transformer width.
+    pub fn dim(&self) -> usize {
+        self.config().dim
+    }
+    /// FFN hidden width.
+    pub fn hidden_dim(&self) -> usize {
+        self.config().hidden_dim
+    }
+    /// Number of layers.
+    pub fn n_layers(&self) -> usize {
+        self.config().n_layers
+    }
+    /// Number of query heads.
+    pub fn n_heads(&self) -> usize {
+        self.config().n_heads
+    }
+    /// Number of key/value heads.
+    pub fn n_kv_heads(&self) -> usize {
+        self.config().n_kv_heads
+    }
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        self.config().vocab_size
+    }
+    /// Context length (maximum positions).
+    pub fn seq_len(&self) -> usize {
+        self.config().seq_len
+    }
+    /// Checkpoint format version (0 or 1).
+    pub fn version(&self) -> u32 {
+        self.config().version
+    }
+    /// Whether the weights are int8-quantized.
+    pub fn quantized(&self) -> bool {
+        self.config().quantized()
+    }
+    /// The number of threads of the model's pool.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+    /// The checkpoint's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// The tokenizer, if one was loaded.
+    pub fn tokenizer(&self) -> Option<&Tokenizer> {
+        self.tokenizer.as_ref()
+    }
+
+    /// Attaches a tokenizer; it must have the model's vocab size.
+    pub fn set_tokenizer(&mut self, tokenizer: Tokenizer) -> Result<()> {
+        if tokenizer.vocab_size() != self.vocab_size() {
+            return Err(Error::bad_arg(format!(
+                "tokenizer has {} entries but the model's vocab size is {}",
+                tokenizer.vocab_size(),
+                self.vocab_size()
+            )));
+        }
+        self.tokenizer = Some(tokenizer);
+        Ok(())
+    }
+
+    /// Forgets the current sequence. (The KV cache needs no clearing: position `p` is written
+    /// before it is read, so a new sequence simply starts again at position 0.)
+    pub fn reset(&mut self) {
+        self.state.x.fill(0.0);
+        self.state.logits.fill(0.0);
+    }
+
+    /// Runs one token at position `pos` and returns the logits over the vocab, `(V)`.
+    ///
+    /// Positions must be fed in order (0, 1, 2, …) for a sequence: attention reads the KV cache
+    /// of positions `0..=pos`. Errors when `token >= vocab_size` or `pos >= seq_len`.
+    pub fn forward(&mut self, token: u32, pos: usize) -> Result<&[f32]> {
+        self.check(token, pos)?;
+        self.forward_unchecked(token, pos, true);
+        Ok(&self.state.logits)
+    }
+
+    fn check(&self, token: u32, pos: usize) -> Result<()> {
+        let c = self.config();
+        if token as usize >= c.vocab_size {
+            return Err(Error::bad_arg(format!(
+                "token {token} is outside the vocab (size {})",
+                c.vocab_size
+            )));
+        }
+        if pos >= c.seq_len {
+            return Err(Error::bad_arg(format!(
+                "position {pos} is beyond the context (seq_len {})",
+                c.seq_len
+            )));
+        }
+        Ok(())
+    }
+
+    /// The forward pass; `logits` false skips the classifier (prompt positions whose logits
+    /// nobody reads).
+    pub(crate) fn forward_unchecked(&mut self, token: u32, pos: usize, logits: bool) -> &[f32] {
+        let Model {
+            ckpt,
+            state,
+            pool,
+            threads,
+            ..
+        } = self;
+        let threads = *threads;
+        pool.install(|| forward(ckpt, state, token as usize, pos, logits, threads));
+        &self.state.logits
+    }
+
+    /// Starts generating text after `prompt` (see [`Generator`] for the rules). Needs a
+    /// tokenizer. Iterate the result for text pieces.
+    pub fn generate(&mut self, prompt: &str, opts: &GenerateOptions) -> Result<Generation<'_>> {
+        let gen = Generator::new(self, prompt, opts)?;
+        Ok(Generation::new(self, gen))
+    }
+}
+
+/// One token through the transformer (FORMATS.md §1.4). Runs on the model's pool.
+fn forward(
+    ck: &Checkpoint,
+    s: &mut RunState,
+    token: usize,
+    pos: usize,
+    want_logits: bool,
+    threads: usize,
+) {
+    let c = &ck.config;
+    let w = &ck.layout;
+    let st = &ck.storage;
+    let (d, hs, kvd, t_max) = (c.dim, c.head_size(), c.kv_dim(), c.seq_len);
+    let kv_mul = c.n_heads / c.n_kv_heads; // query heads per kv head
+
+    // x = embedding[token]                                             (d)
+    s.x.copy_from_slice(&st.slice(&w.tok_emb)[token * d..(token + 1) * d]);
+
+    // RoPE rotation for this position: one (cos, sin) per pair within a head, the same for
+    // every head (run.c computes it per element; the values are identical).
+    let rope: Vec<(f32, f32)> = (0..hs / 2)
+        .map(|j| {
+            let freq = 1.0f32 / 10000.0f32.powf((2 * j) as f32 / hs as f32);
+            let val = pos as f32 * freq;
+            (val.cos(), val.sin())
+        })
+        .collect();
+
+    for l in 0..c.n_layers {
+        // ---- attention block ----
+        // xb = rmsnorm(x) · w_att                                      (d)
+        kernels::rmsnorm(&mut s.xb, &s.x, st.slice(&w.rms_att[l]));
+
+        // q = wq·xb (d); k, v = wk·xb, wv·xb (kvd each), written straight into the cache
+        let off = l * t_max * kvd + pos * kvd;
+        {
+            let k = &mut s.key_cache[off..off + kvd];
+            let v = &mut s.value_cache[off..off + kvd];
+            let mats = [st.mat(&w.wq[l]), st.mat(&w.wk[l]), st.mat(&w.wv[l])];
+            kernels::matmul_many(&mut [&mut s.q[..], k, v], &s.xb, &mats, threads);
+        }
+
+        // RoPE on adjacent pairs (x[2i], x[2i+1]) of every q head and every k head
+        {
+            let k = &mut s.key_cache[off..off + kvd];
+            for (i, pair) in s.q.chunks_exact_mut(2).enumerate() {
+                let (fcr, fci) = rope[i % (hs / 2)];
+                let (v0, v1) = (pair[0], pair[1]);
+                pair[0] = v0 * fcr - v1 * fci;
+                pair[1] = v0 * fci + v1 * fcr;
+            }
+            for (i, pair) in k.chunks_exact_mut(2).enumerate() {
+                let (fcr, fci) = rope[i % (hs / 2)];
+                let (v0, v1) = (pair[0], pair[1]);
+                pair[0] = v0 * fcr - v1 * fci;
+                pair[1] = v0 * fci + v1 * fcr;
+            }
+        }
+
+        // causal attention, per head h (kv head h / kv_mul):           xb (d)
+        {
+            let layer_k = &s.key_cache[l * t_max * kvd..(l + 1) * t_max * kvd];
+            let layer_v = &s.value_cache[l * t_max * kvd..(l + 1) * t_max * kvd];
+            let q = &s.q;
+            let scale = (hs as f32).sqrt();
+            let head = |h: usize, out: &mut [f32], att: &mut [f32]| {
+                let qh = &q[h * hs..(h + 1) * hs];
+                let kvo = (h / kv_mul) * hs;
+                let att = &mut att[..=pos];
+                for (t, a) in att.iter_mut().enumerate() {
+                    let kt = &layer_k[t * kvd + kvo..t * kvd + kvo + hs];
+                    *a = kernels::dot(qh, kt) / scale;
+                }
+                kernels::softmax(att);
+                out.fill(0.0);
+                for (t, &a) in att.iter().enumerate() {
+                    let vt = &layer_v[t * kvd + kvo..t * kvd + kvo + hs];
+                    for (o, &v) in out.iter_mut().zip(vt) {
+                        *o += a * v;
+                    }
+                }
+            };
+            if threads > 1 && (pos + 1) * d >= 32768 {
+                s.xb.par_chunks_mut(hs)
+                    .zip(s.att.par_chunks_mut(t_max))
+                    .enumerate()
+                    .for_each(|(h, (out, att))| head(h, out, att));
+            } else {
+                for (h, (out, att)) in s.xb.chunks_mut(hs).zip(s.att.chunks_mut(t_max)).enumerate()
+                {
+                    head(h, out, att);
+                }
+            }
+        }
+
+        // x += wo·xb                                                   (d)
+        kernels::matmul(&mut s.xb2, &s.xb, st.mat(&w.wo[l]), threads);
+        for (x, &y) in s.x.iter_mut().zip(&s.xb2) {
+            *x += y;
+        }
+
+        // ---- feed-forward block ----
+        // xb = rmsnorm(x) · w_ffn; hb = silu(w1·xb) ⊙ (w3·xb)          (h)
+        kernels::rmsnorm(&mut s.xb, &s.x, st.slice(&w.rms_ffn[l]));
+        kernels::swiglu(
+            &mut s.hb,
+            &mut s.hb2,
+            &s.xb,
+            st.mat(&w.w1[l]),
+            st.mat(&w.w3[l]),
+            threads,
+        );
+        // x += w2·hb                                                   (d)
+        kernels::matmul(&mut s.xb, &s.hb, st.mat(&w.w2[l]), threads);
+        for (x, &y) in s.x.iter_mut().zip(&s.xb) {
+            *x += y;
+        }
+    }
+
+    // final norm, then logits = classifier · x                         (V)
+    kernels::rmsnorm_inplace(&mut s.x, st.slice(&w.rms_final));
+    if want_logits {
+        let cls: MatRef<'_> = st.mat(&w.wcls);
+        kernels::matmul(&mut s.logits, &s.x, cls, threads);
+    }
+}
