@@ -38,7 +38,6 @@ SEED_SETTINGS: dict[str, Any] = {
     "bos_id": 1,
     "eos_id": 2,
     "pad_id": -1,
-    "self_test_sample_size": 0,
     # Chinese paragraphs can be long in UTF-8; the default 4192 bytes would drop some silently
     "max_sentence_length": 16384,
     "shuffle_input_sentence": True,
