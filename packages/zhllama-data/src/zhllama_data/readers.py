@@ -1,0 +1,330 @@
+"""Stream stories out of files: .jsonl, .json, .txt/.md, .parquet, and .gz/.tar(.gz) of those.
+
+Everything is read as a stream (a JSON array is decoded element by element, a tar archive member
+by member), so a corpus larger than memory works. A record that cannot be used (bad JSON, not
+UTF-8, no text field) is *malformed*: `ReadLog` counts it and warns on stderr with the file and
+line number, or raises `ZhllamaError` in strict mode. Problems with the input as a whole (a
+missing folder, an unreadable file) are always errors.
+
+How text files become stories (`txt_split`):
+  paragraph  stories are separated by blank lines; the lines of one story are kept, joined by
+             newlines (the default: the usual "one story per paragraph" dump)
+  line       every non-empty line is a story
+  file       the whole file is one story
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import sys
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from zhllama.errors import ZhllamaError
+
+TEXT_KEYS = ("story_zh", "story", "text", "content")
+TxtSplit = Literal["paragraph", "line", "file"]
+
+JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
+TEXT_SUFFIXES = (".txt", ".md")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+DATA_SUFFIXES = (*JSON_SUFFIXES, ".parquet", *ARCHIVE_SUFFIXES)
+ALL_SUFFIXES = (*DATA_SUFFIXES, *TEXT_SUFFIXES)
+
+
+class ReadLog:
+    """Counts malformed records; warns about the first `max_shown` on stderr."""
+
+    def __init__(self, source: str, strict: bool = False, max_shown: int = 20) -> None:
+        self.source = source
+        self.strict = strict
+        self.max_shown = max_shown
+        self.malformed = 0
+        self.stories = 0
+
+    def bad(self, where: str, line: int | None, reason: str) -> None:
+        place = f"{where}:{line}" if line is not None else where
+        if self.strict:
+            raise ZhllamaError(f"{place}: {reason} (strict mode stops at the first bad record)")
+        self.malformed += 1
+        if self.malformed <= self.max_shown:
+            print(f"warning: {place}: {reason}; skipped", file=sys.stderr)
+        elif self.malformed == self.max_shown + 1:
+            print(f"warning: {self.source}: more malformed records, not shown", file=sys.stderr)
+
+    def finish(self) -> None:
+        if self.malformed:
+            print(
+                f"warning: {self.source}: skipped {self.malformed} malformed record(s), "
+                f"read {self.stories} stories (strict=true makes this an error)",
+                file=sys.stderr,
+            )
+
+
+@dataclass
+class ReadOptions:
+    text_key: str | None = None  # None: the first of TEXT_KEYS that a file's records have
+    txt_split: TxtSplit = "paragraph"
+
+
+class _KeyPicker:
+    """The text key of one file: the configured one, or detected on its first object."""
+
+    def __init__(self, key: str | None) -> None:
+        self.key = key
+        self.fixed = key is not None
+
+    def text(self, record: Any) -> tuple[str | None, str | None]:
+        """(text, None) for a usable record, (None, reason) for a malformed one."""
+        if not isinstance(record, dict):
+            return None, f"expected a JSON object, got {type(record).__name__}"
+        if self.key is None:
+            self.key = next((k for k in TEXT_KEYS if k in record), None)
+            if self.key is None:
+                keys = ", ".join(list(record)[:8]) or "none"
+                return None, f"no text key (looked for {', '.join(TEXT_KEYS)}; has {keys})"
+        value = record.get(self.key)
+        if value is None:
+            return None, f"no {self.key!r} key"
+        if not isinstance(value, str):
+            return None, f"{self.key!r} is a {type(value).__name__}, not a string"
+        return value, None
+
+
+def _decode(raw: bytes, first: bool) -> str:
+    if first and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    return raw.decode("utf-8")
+
+
+def iter_jsonl(
+    lines: Iterable[bytes], where: str, opts: ReadOptions, log: ReadLog
+) -> Iterator[str]:
+    picker = _KeyPicker(opts.text_key)
+    for lineno, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(_decode(raw, lineno == 1))
+        except UnicodeDecodeError:
+            log.bad(where, lineno, "not valid UTF-8")
+            continue
+        except json.JSONDecodeError as e:
+            log.bad(where, lineno, f"bad JSON ({e.msg})")
+            continue
+        text, reason = picker.text(record)
+        if reason is not None:
+            log.bad(where, lineno, reason)
+        elif text and text.strip():
+            yield text.strip()
+
+
+def _json_values(f: IO[bytes], where: str, log: ReadLog) -> Iterator[tuple[int, Any]]:
+    """(line, value) for each element of a top-level JSON array, or the one top-level value."""
+    reader = io.TextIOWrapper(f, encoding="utf-8-sig")
+    decoder = json.JSONDecoder()
+    buf, pos, line, eof = "", 0, 1, False
+
+    def fill() -> None:
+        nonlocal buf, pos, eof
+        chunk = reader.read(1 << 20)
+        eof = not chunk
+        buf, pos = buf[pos:] + chunk, 0
+
+    def skip_ws() -> str:
+        """The next non-blank character ('' at the end of the file)."""
+        nonlocal pos, line
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n":
+                line += buf[pos] == "\n"
+                pos += 1
+            if pos < len(buf) or eof:
+                return buf[pos] if pos < len(buf) else ""
+            fill()
+
+    def value() -> Any:
+        nonlocal pos, line
+        while True:
+            try:
+                obj, end = decoder.raw_decode(buf, pos)
+            except json.JSONDecodeError as e:
+                if eof:
+                    raise ValueError(f"bad JSON ({e.msg})") from None
+                fill()  # the value may continue in the next chunk
+                continue
+            if end == len(buf) and not eof:  # a number could continue in the next chunk
+                fill()
+                continue
+            line += buf.count("\n", pos, end)
+            pos = end
+            return obj
+
+    try:
+        first = skip_ws()
+        if first != "[":
+            if first:
+                yield line, value()
+            return
+        pos += 1
+        if skip_ws() == "]":
+            return
+        while True:
+            start = line
+            yield start, value()
+            sep = skip_ws()
+            if sep == "]":
+                return
+            if sep != ",":
+                raise ValueError(f"expected ',' or ']' in the array, found {sep or 'the end'!r}")
+            pos += 1
+            skip_ws()
+    except UnicodeDecodeError:
+        log.bad(where, line, "not valid UTF-8; the rest of the file is skipped")
+    except ValueError as e:
+        log.bad(where, line, f"{e}; the rest of the file is skipped")
+
+
+def iter_json(f: IO[bytes], where: str, opts: ReadOptions, log: ReadLog) -> Iterator[str]:
+    picker = _KeyPicker(opts.text_key)
+    for line, record in _json_values(f, where, log):
+        text, reason = picker.text(record)
+        if reason is not None:
+            log.bad(where, line, reason)
+        elif text and text.strip():
+            yield text.strip()
+
+
+def iter_text(lines: Iterable[bytes], where: str, opts: ReadOptions, log: ReadLog) -> Iterator[str]:
+    block: list[str] = []
+    bad_block = False
+    for lineno, raw in enumerate(lines, 1):
+        try:
+            text = _decode(raw, lineno == 1).rstrip()
+        except UnicodeDecodeError:
+            log.bad(where, lineno, "not valid UTF-8")
+            bad_block = True
+            continue
+        if opts.txt_split == "line":
+            if text.strip():
+                yield text.strip()
+        elif opts.txt_split == "paragraph" and not text.strip():
+            if block and not bad_block:
+                yield "\n".join(block).strip()
+            block, bad_block = [], False
+        else:
+            block.append(text)
+    if block and not bad_block:
+        story = "\n".join(block).strip()
+        if story:
+            yield story
+
+
+def iter_parquet(f: IO[bytes], where: str, opts: ReadOptions, log: ReadLog) -> Iterator[str]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ZhllamaError(
+            f"{where}: reading .parquet files needs pyarrow (pip install pyarrow)"
+        ) from None
+    try:
+        pf = pq.ParquetFile(f)
+    except Exception as e:  # pyarrow raises its own error types for a damaged file
+        raise ZhllamaError(f"{where}: not a readable parquet file ({e})") from None
+    names = pf.schema_arrow.names
+    key = opts.text_key or next((k for k in TEXT_KEYS if k in names), None)
+    if key not in names:
+        raise ZhllamaError(f"{where}: no column {key or ' or '.join(TEXT_KEYS)}; has {names}")
+    row = 0
+    for batch in pf.iter_batches(columns=[key], batch_size=4096):
+        for value in batch.column(0).to_pylist():
+            row += 1
+            if isinstance(value, str):
+                if value.strip():
+                    yield value.strip()
+            elif value is not None:
+                log.bad(where, row, f"{key!r} is a {type(value).__name__}, not a string")
+
+
+def _suffix(name: str) -> str:
+    low = name.lower()
+    for s in (".tar.gz", *ALL_SUFFIXES, ".gz"):
+        if low.endswith(s):
+            return s
+    return ""
+
+
+def read_stream(
+    name: str, f: IO[bytes], where: str, opts: ReadOptions, log: ReadLog
+) -> Iterator[str]:
+    """The stories of one file-like object, by the type its `name` ends with."""
+    suffix = _suffix(name)
+    if suffix in (".jsonl", ".ndjson"):
+        yield from iter_jsonl(f, where, opts, log)
+    elif suffix == ".json":
+        yield from iter_json(f, where, opts, log)
+    elif suffix in TEXT_SUFFIXES:
+        yield from iter_text(f, where, opts, log)
+    elif suffix == ".parquet":
+        yield from iter_parquet(f if f.seekable() else io.BytesIO(f.read()), where, opts, log)
+    elif suffix in ARCHIVE_SUFFIXES:
+        yield from _read_tar(f, where, opts, log)
+    elif suffix == ".gz":
+        with gzip.open(f) as inner:
+            yield from read_stream(name[:-3], inner, where, opts, log)  # type: ignore[arg-type]
+    else:
+        raise ZhllamaError(f"{where}: unsupported file type (read: {', '.join(ALL_SUFFIXES)})")
+
+
+def _read_tar(f: IO[bytes], where: str, opts: ReadOptions, log: ReadLog) -> Iterator[str]:
+    try:
+        # "r|*": a forward-only stream, so a large .tar.gz is never unpacked to disk.
+        with tarfile.open(fileobj=f, mode="r|*") as tar:
+            for member in tar:
+                base = os.path.basename(member.name)
+                if not member.isfile() or base.startswith(".") or not _suffix(base):
+                    continue
+                inner = tar.extractfile(member)
+                if inner is not None:
+                    yield from read_stream(base, inner, f"{where}!{member.name}", opts, log)
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile) as e:
+        raise ZhllamaError(f"{where}: damaged archive ({e})") from None
+
+
+def read_file(path: Path, opts: ReadOptions, log: ReadLog) -> Iterator[str]:
+    try:
+        with open(path, "rb") as f:
+            yield from read_stream(path.name, f, str(path), opts, log)
+    except (gzip.BadGzipFile, EOFError) as e:
+        raise ZhllamaError(f"{path}: damaged gzip file ({e})") from None
+    except OSError as e:
+        raise ZhllamaError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def list_files(root: Path, suffixes: tuple[str, ...], skip: tuple[str, ...] = ()) -> list[Path]:
+    """Files under `root` with one of `suffixes`, in a stable order; hidden ones are skipped."""
+    if not root.exists():
+        raise ZhllamaError(f"{root}: no such file or folder")
+    if root.is_file():
+        if _suffix(root.name) not in (*suffixes, ".gz"):
+            raise ZhllamaError(f"{root}: unsupported file type (read: {', '.join(suffixes)})")
+        return [root]
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            suffix = _suffix(name)
+            if name.startswith(".") or name in skip or not suffix:
+                continue
+            if suffix == ".gz" and _suffix(name[:-3]) not in suffixes:
+                continue
+            if suffix in suffixes or suffix == ".gz":
+                found.append(Path(dirpath) / name)
+    if not found:
+        raise ZhllamaError(f"{root}: no data files in this folder (read: {', '.join(suffixes)})")
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())

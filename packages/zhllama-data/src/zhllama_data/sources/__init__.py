@@ -1,0 +1,25 @@
+"""Corpus sources: each has a `name` and `stories()`, an iterator of story texts.
+
+Sources are found through the registry (`get_registry().create("sources", NAME, **settings)`);
+`open_source` does that from the `key=value` strings a command line gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+
+class Source(Protocol):
+    name: str
+
+    def stories(self) -> Iterator[str]: ...
+
+
+def open_source(name: str, settings: list[str] | dict[str, str] | None = None) -> Source:
+    """The source `name` configured from `["key=value", …]` (or a dict), via the registry."""
+    from zhllama.config import parse_overrides
+    from zhllama.registry import get_registry
+
+    values = parse_overrides(settings) if isinstance(settings, list) else dict(settings or {})
+    return get_registry().create("sources", name, **values)

@@ -1,0 +1,104 @@
+"""`tinystories-zh`: the TinyStoriesChinese corpus (`adam89/TinyStoriesChinese` on the hub).
+
+The dataset repo is fetched with huggingface_hub's `snapshot_download` into its usual cache (or
+`cache_dir`), with its progress bars; an interrupted download resumes where it stopped, and a
+finished one is not fetched again. `revision` pins a branch, tag or commit. Only data files are
+fetched (.jsonl/.json/.parquet and .tar.gz archives of them); the stories are streamed straight
+out of them (an archive is never unpacked) from the `story_zh` field.
+
+Offline: with `local_dir=FOLDER` the source reads a folder laid out like the hub repo (e.g. made
+with `hf download adam89/TinyStoriesChinese --repo-type dataset --local-dir FOLDER` on a machine
+with network) and never touches the network; `offline=true` or HF_HUB_OFFLINE=1 uses only what
+the cache already holds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from zhllama.errors import ZhllamaError
+
+from zhllama_data.readers import DATA_SUFFIXES, ReadLog, ReadOptions, list_files, read_file
+
+REPO_ID = "adam89/TinyStoriesChinese"
+# What is fetched: data only, not the README or images.
+ALLOW_PATTERNS = [f"*{s}" for s in DATA_SUFFIXES] + ["*.jsonl.gz", "*.json.gz"]
+# Hub metadata files that are JSON but not stories.
+METADATA_FILES = ("dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json")
+
+
+@dataclass
+class TinyStoriesZhConfig:
+    repo_id: str = REPO_ID
+    revision: str | None = None
+    cache_dir: Path | None = None
+    local_dir: Path | None = None
+    text_key: str = "story_zh"
+    strict: bool = False
+    offline: bool = False
+
+
+def _offline_env() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+class TinyStoriesZhSource:
+    name = "tinystories-zh"
+
+    def __init__(self, config: TinyStoriesZhConfig | None = None) -> None:
+        self.config = config or TinyStoriesZhConfig()
+        self.log = ReadLog(self.name, strict=self.config.strict)
+        self._folder: Path | None = None
+
+    def folder(self) -> Path:
+        """The local folder holding the repo's files, downloading them first if needed."""
+        if self._folder is None:
+            self._folder = self._local() if self.config.local_dir else self._download()
+        return self._folder
+
+    def _local(self) -> Path:
+        folder = Path(self.config.local_dir).expanduser()  # type: ignore[arg-type]
+        if not folder.is_dir():
+            raise ZhllamaError(f"{folder}: local_dir is not a folder (a copy of {REPO_ID})")
+        return folder
+
+    def _download(self) -> Path:
+        from huggingface_hub import snapshot_download
+
+        cfg = self.config
+        offline = cfg.offline or _offline_env()
+        try:
+            path = snapshot_download(
+                cfg.repo_id,
+                repo_type="dataset",
+                revision=cfg.revision,
+                cache_dir=cfg.cache_dir,
+                allow_patterns=ALLOW_PATTERNS,
+                local_files_only=offline,
+            )
+        except Exception as e:  # no network, unknown repo or revision, full disk, …
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            how = "offline mode and not in the cache" if offline else "is the network reachable?"
+            raise ZhllamaError(
+                f"cannot get the dataset {cfg.repo_id} from the HuggingFace hub ({how}; "
+                f"{type(e).__name__}: {reason}). To use a local copy instead, download it where "
+                f"there is network with `hf download {cfg.repo_id} --repo-type dataset "
+                "--local-dir DIR`, bring DIR here and pass --set local_dir=DIR (or read "
+                "unpacked .jsonl files with the jsonl source: --set path=DIR)"
+            ) from None
+        return Path(path)  # type: ignore[arg-type]
+
+    def files(self) -> list[Path]:
+        return list_files(self.folder(), DATA_SUFFIXES, skip=METADATA_FILES)
+
+    def stories(self) -> Iterator[str]:
+        opts = ReadOptions(text_key=self.config.text_key)
+        self.log = log = ReadLog(f"{self.name} {self.config.repo_id}", strict=self.config.strict)
+        for path in self.files():
+            for story in read_file(path, opts, log):
+                log.stories += 1
+                yield story
+        log.finish()
