@@ -79,7 +79,7 @@ def export(
 
       [bold]zhllama data export synthetic data/synth -n 20000[/bold]
 
-      [bold]zhllama data export synthetic data/synth -n 100000 --shard-size 25000 --set seed=1[/bold]
+      [bold]zhllama data export synthetic data/s -n 100000 --shard-size 25000 --set seed=1[/bold]
 
       [bold]zhllama data export jsonl data/clean --set path=raw/ --set strict=true[/bold]
     """

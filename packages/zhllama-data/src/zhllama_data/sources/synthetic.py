@@ -38,10 +38,9 @@ def _character(rng: random.Random, taken: set[str]) -> dict[str, str]:
         pool = _KIDS[kind]
     else:
         pron = rng.choice("他她")
-        if rng.random() < 0.6:
-            pool = W.PET_NAMES
-        else:
-            pool = W.GIRL_NAMES if pron == "她" else W.BOY_NAMES
+        # Most animals get a pet name (跳跳, 毛毛); some a child's name of their gender.
+        human = W.GIRL_NAMES if pron == "她" else W.BOY_NAMES
+        pool = W.PET_NAMES if rng.random() < 0.6 else human
     name = rng.choice(pool)
     while name in taken:
         name = rng.choice(pool)
