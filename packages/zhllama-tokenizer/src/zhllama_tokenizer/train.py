@@ -151,11 +151,13 @@ def train_tokenizer(
         except RuntimeError as e:
             if sampler.error is not None:
                 raise sampler.error from None
+            if sampler.n_sentences == 0:
+                raise ZhllamaError(f"source {_name(source)!r} gave no text to train on") from None
             raise ZhllamaError(f"sentencepiece training failed: {_short(e)}") from None
         if sampler.error is not None:
             raise sampler.error
         if sampler.n_sentences == 0:
-            raise ZhllamaError(f"source {getattr(source, 'name', source)!r} gave no text to train")
+            raise ZhllamaError(f"source {_name(source)!r} gave no text to train on")
         progress.update(sampler.task, description="held-out report")
         sampler.fill_heldout()
 
@@ -171,7 +173,7 @@ def train_tokenizer(
     )
     bin_path = export_llama2c(model_path, out_dir / f"{name}.bin")
     report = tokenizer_report(sp, sampler.heldout)
-    report["source"] = getattr(source, "name", str(source))
+    report["source"] = _name(source)
     report["training"] = {
         "stories_read": sampler.n_stories,
         "sentences": sampler.n_sentences,
@@ -187,3 +189,7 @@ def _short(e: BaseException) -> str:
     # sentencepiece messages start with "INTERNAL: src/file.cc(123) [condition] " before the text
     msg = str(e)
     return msg.split("] ", 1)[1] if "] " in msg else msg
+
+
+def _name(source: Any) -> str:
+    return str(getattr(source, "name", source))
