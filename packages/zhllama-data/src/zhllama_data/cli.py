@@ -115,3 +115,7 @@ def sources() -> None:
 # Commands defined in their own modules are added here, one line each, e.g.:
 #   from zhllama_data.pretokenize import pretokenize
 #   app.command()(pretokenize)
+
+from zhllama_data.pretokenize_cli import pretokenize_command  # noqa: E402
+
+app.command("pretokenize")(pretokenize_command)

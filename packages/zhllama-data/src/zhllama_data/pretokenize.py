@@ -23,15 +23,13 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-import typer
 from rich.console import Console
 from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextColumn
 from rich.text import Text
 from zhllama.atomic import atomic_write_json
-from zhllama.config import parse_overrides
 from zhllama.errors import ZhllamaError
 from zhllama.registry import get_registry
 
@@ -379,56 +377,3 @@ def parse_fraction(value: float) -> float:
     if not 0 <= value < 1 or math.isnan(value):
         raise ZhllamaError(f"--val-fraction must be in [0, 1), not {value}")
     return value
-
-
-def pretokenize_command(
-    source: Annotated[str, typer.Argument(help="corpus source component, e.g. synthetic")],
-    tokenizer: Annotated[Path, typer.Option("--tokenizer", "-t", help="tokenizer .model file")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="shard folder")],
-    no_eos: Annotated[
-        bool, typer.Option("--no-eos", help="no EOS after stories (llama2.c's layout)")
-    ] = False,
-    val_stories: Annotated[
-        int | None, typer.Option("--val-stories", help="the first N stories are validation")
-    ] = None,
-    val_fraction: Annotated[
-        float, typer.Option("--val-fraction", help="else this share of stories, spread evenly")
-    ] = 0.01,
-    workers: Annotated[
-        int | None, typer.Option("--workers", "-j", help="encoding processes (default: CPUs)")
-    ] = None,
-    shard_tokens: Annotated[
-        int, typer.Option("--shard-tokens", help="tokens per shard, at least")
-    ] = 1 << 26,
-    chunk_stories: Annotated[
-        int, typer.Option("--chunk-stories", help="stories per worker task")
-    ] = 1024,
-    settings: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="source setting key=value (repeatable)"),
-    ] = None,
-    tokenizer_component: Annotated[
-        str, typer.Option("--tokenizer-component", help="tokenizer component")
-    ] = "sentencepiece",
-) -> None:
-    """Tokenize a corpus into u16 shards: BOS + story + EOS, a held-out validation split.
-
-    A rerun resumes where a killed run stopped; a finished folder is left as it is.
-
-    Example: [bold]zhllama data pretokenize synthetic -t data/tok5000.model -o data/shards[/bold]
-    """
-    if val_stories is not None and val_stories < 0:
-        raise ZhllamaError(f"--val-stories must be 0 or more, not {val_stories}")
-    if shard_tokens < 1 or chunk_stories < 1:
-        raise ZhllamaError("--shard-tokens and --chunk-stories must be positive")
-    opts = PretokenizeOptions(
-        eos=not no_eos,
-        val_stories=val_stories,
-        val_fraction=parse_fraction(val_fraction),
-        shard_tokens=shard_tokens,
-        chunk_stories=chunk_stories,
-        workers=workers or default_workers(),
-        tokenizer_component=tokenizer_component,
-        source_settings=parse_overrides(settings or []),
-    )
-    pretokenize(source, tokenizer, out, opts, Console())
