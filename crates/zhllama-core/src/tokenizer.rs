@@ -88,12 +88,12 @@ impl PartialOrd for Cand {
     }
 }
 
+/// Entries read so far and the offset where reading stopped.
+type Entries<'a> = (Vec<(f32, &'a [u8])>, usize);
+
 /// Reads entries (score, length, bytes) from `data`; stops at `limit` entries or at the end.
 /// Returns the entries and the offset where reading stopped, or an error message.
-fn read_entries(
-    data: &[u8],
-    limit: usize,
-) -> std::result::Result<(Vec<(f32, &[u8])>, usize), String> {
+fn read_entries(data: &[u8], limit: usize) -> std::result::Result<Entries<'_>, String> {
     let mut at = 4usize;
     let mut out = Vec::new();
     while out.len() < limit && at < data.len() {
@@ -122,6 +122,37 @@ fn latin1_utf8(b: u8) -> Vec<u8> {
 
 fn hex_name(b: u8) -> Vec<u8> {
     format!("<0x{b:02X}>").into_bytes()
+}
+
+/// Sentencepiece's normalization, with the dummy prefix: leading ASCII spaces are skipped, a
+/// run of ASCII spaces becomes one, a literal `▁` (U+2581) in the text stands for a space but
+/// never collapses with its neighbours, every trailing space or `▁` goes, and a non-empty result
+/// gets one space in front. The result spells `▁` as a space, as the tokenizer file does.
+fn normalize(text: &str) -> String {
+    let mut norm = String::with_capacity(text.len() + 1);
+    norm.push(' ');
+    let mut prev_space = true;
+    for ch in text.chars() {
+        match ch {
+            ' ' if prev_space => {}
+            ' ' => {
+                norm.push(' ');
+                prev_space = true;
+            }
+            '\u{2581}' => {
+                norm.push(' ');
+                prev_space = false;
+            }
+            c => {
+                norm.push(c);
+                prev_space = false;
+            }
+        }
+    }
+    while norm.ends_with(' ') {
+        norm.pop();
+    }
+    norm
 }
 
 impl Tokenizer {
@@ -280,7 +311,8 @@ impl Tokenizer {
     }
 
     /// Encodes text exactly as sentencepiece BPE does (FORMATS.md §2): runs of ASCII spaces
-    /// collapse to one and leading/trailing spaces go; then BOS if `bos`, the `▁` dummy prefix
+    /// collapse to one and leading/trailing spaces go (a literal `▁` counts as a space that
+    /// never collapses, as in sentencepiece); then BOS if `bos`, the `▁` dummy prefix
     /// when the text is not empty, one piece per character (or its UTF-8 bytes as byte tokens,
     /// or `<unk>` when the vocab has neither), highest-score merges first (ties: leftmost),
     /// and EOS if `eos`. Byte tokens never merge. Runs in O(n log n) with a priority queue.
@@ -289,12 +321,7 @@ impl Tokenizer {
         if bos {
             out.push(BOS);
         }
-        // 1. normalize, with the dummy prefix in front
-        let mut norm = String::with_capacity(text.len() + 1);
-        for word in text.split(' ').filter(|w| !w.is_empty()) {
-            norm.push(' ');
-            norm.push_str(word);
-        }
+        let norm = normalize(text);
         if !norm.is_empty() {
             self.bpe(norm.as_bytes(), &mut out);
         }
