@@ -65,3 +65,12 @@ def test_stories260k_v0_reproduced_byte_for_byte(tmp_path, reference):
     assert out.stat().st_size == ref.stat().st_size
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     assert digest == hashlib.sha256(ref.read_bytes()).hexdigest()
+
+
+def test_compiled_model_exports_like_the_plain_one(tmp_path, make_model):
+    """The trainer may hand over its torch.compile'd model; the wrapper is looked through."""
+    model = make_model(5, dim=32, n_layers=1, n_heads=4, vocab_size=48)
+    exporter = get_registry().create("exporters", "llama2c")
+    exporter.export(model, tmp_path / "plain.bin")
+    exporter.export(torch.compile(model), tmp_path / "compiled.bin")  # compiles lazily: cheap
+    assert (tmp_path / "plain.bin").read_bytes() == (tmp_path / "compiled.bin").read_bytes()

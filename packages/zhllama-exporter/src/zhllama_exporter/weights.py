@@ -102,6 +102,15 @@ class Weights:
         return self.tensors[key]
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The Transformer inside torch.compile's and DDP's wrappers (the trainer may pass either)."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, torch.nn.Module):
+            return model
+        model = inner
+
+
 def model_args_of(model: torch.nn.Module) -> Any:
     """The ModelArgs a Transformer was built with."""
     from zhllama_trainer.model import ModelArgs
@@ -114,7 +123,8 @@ def model_args_of(model: torch.nn.Module) -> Any:
 
 
 def from_model(model: torch.nn.Module) -> Weights:
-    """Take a Transformer's weights as fp32 CPU tensors (detached copies of nothing: views)."""
+    """Take a Transformer's weights as fp32 CPU tensors."""
+    model = unwrap(model)
     args = model_args_of(model)
     sd = model.state_dict()
     n_kv = args.n_kv_heads if args.n_kv_heads is not None else args.n_heads
