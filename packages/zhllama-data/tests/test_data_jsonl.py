@@ -8,7 +8,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from zhllama.errors import ZhllamaError
 from zhllama.registry import get_registry
 from zhllama_data.sources.jsonl import JsonlConfig, JsonlSource

@@ -10,7 +10,6 @@ import time
 from collections import Counter
 
 import pytest
-
 from zhllama.registry import get_registry
 from zhllama_data.sources.synthetic import SyntheticConfig, SyntheticSource, generate_story
 

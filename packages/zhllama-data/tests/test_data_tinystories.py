@@ -12,7 +12,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from zhllama.errors import ZhllamaError
 from zhllama.registry import get_registry
 

@@ -13,10 +13,30 @@ from dataclasses import dataclass, field
 from itertools import chain, islice
 from pathlib import Path
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 from zhllama.atomic import atomic_dir, atomic_open
 from zhllama.errors import ZhllamaError
 
 SHARD_PATTERN = "stories-{:05d}.jsonl"
+
+
+class _Rate(ProgressColumn):
+    """Stories per second (blank until rich has measured a speed)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} stories/s" if speed else "")
 
 
 @dataclass
@@ -44,22 +64,12 @@ def export_jsonl(
     if out.exists() and any(out.iterdir()) and not force:
         raise ZhllamaError(f"{out}: folder is not empty; pass --force to replace it")
 
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     result = ExportResult(out)
     bar = Progress(
         TextColumn("export"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.speed:>8.0f} stories/s"),
+        _Rate(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=Console(stderr=True),

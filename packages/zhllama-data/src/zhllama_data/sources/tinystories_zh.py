@@ -80,14 +80,16 @@ class TinyStoriesZhSource:
                 local_files_only=offline,
             )
         except Exception as e:  # no network, unknown repo or revision, full disk, …
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            how = "offline mode and not in the cache" if offline else "is the network reachable?"
+            if offline:
+                why = "offline (HF_HUB_OFFLINE=1 or offline=true) and not in the hub cache"
+            else:
+                first = (str(e).strip().splitlines() or [""])[0][:160]
+                why = f"{type(e).__name__}: {first}"
             raise ZhllamaError(
-                f"cannot get the dataset {cfg.repo_id} from the HuggingFace hub ({how}; "
-                f"{type(e).__name__}: {reason}). To use a local copy instead, download it where "
-                f"there is network with `hf download {cfg.repo_id} --repo-type dataset "
-                "--local-dir DIR`, bring DIR here and pass --set local_dir=DIR (or read "
-                "unpacked .jsonl files with the jsonl source: --set path=DIR)"
+                f"cannot get the dataset {cfg.repo_id} from the HuggingFace hub ({why}). "
+                f"To use a local copy instead: `hf download {cfg.repo_id} --repo-type dataset "
+                "--local-dir DIR` where there is network, bring DIR here, and pass "
+                "--set local_dir=DIR"
             ) from None
         return Path(path)  # type: ignore[arg-type]
 
