@@ -163,3 +163,17 @@ def test_failed_hf_export_keeps_the_old_directory(tmp_path, make_model):
         get_registry().create("exporters", "hf", dtype="fp16").export(huge, out)
     assert sorted((p.name, p.read_bytes()) for p in out.iterdir()) == before
     assert _leftovers(tmp_path, {"hf"}) == []
+
+
+def test_never_replaces_a_foreign_directory_or_the_input(tmp_path, capsys, make_model):
+    model = make_model(3, dim=32, n_layers=1, n_heads=4, vocab_size=48)
+    ckpt = _ckpt(tmp_path, model)
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    rc, err = _run(capsys, ckpt, folder, "--format", "hf")
+    assert rc == 1 and "refusing to replace" in " ".join(err.split())
+    assert (folder / "notes.txt").read_text() == "keep me"
+    rc, err = _run(capsys, ckpt, ckpt, "--format", "llama2c")
+    assert rc == 1 and "overwrite the checkpoint" in " ".join(err.split())
+    assert _leftovers(tmp_path, {"ckpt.pt", "runs"}) == []

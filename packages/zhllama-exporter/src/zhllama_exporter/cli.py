@@ -61,6 +61,8 @@ def export(
         raise ZhllamaError(f"unknown export format {name!r}; formats: {known}")
     exporter = registry.create("exporters", name, config)  # checks the settings first
 
+    if out.exists() and checkpoint.exists() and out.resolve() == checkpoint.resolve():
+        raise ZhllamaError(f"{out}: the output would overwrite the checkpoint being exported")
     with console.status(f"reading {checkpoint}"):
         loaded = load_any(checkpoint)
     if name == "hf" and config.tokenizer is None and loaded.tokenizer is not None:

@@ -63,9 +63,15 @@ class Exporter:
         self.export_weights(from_model(model), Path(out))
 
     def export_weights(self, w: Weights, out: Path) -> None:
+        out = Path(out)
         if self.format == "hf":
             if out.exists() and not out.is_dir():
                 raise ZhllamaError(f"{out}: exists and is not a directory (hf writes a directory)")
+            if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
+                # atomic_dir replaces the whole directory: never a folder of other things
+                raise ZhllamaError(
+                    f"{out}: exists and is not a model directory; refusing to replace it"
+                )
             with atomic_dir(out) as tmp:
                 hf.write_hf(w, tmp, self.config.dtype)
                 if self.config.tokenizer is not None:
