@@ -107,24 +107,46 @@ def _add_package_commands() -> None:
 _add_package_commands()
 
 
+def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(exit, abort, usage-error) exception types: click's, and those of the copy of click that
+    newer typer versions vendor as `typer._click` (not subclasses of click's)."""
+    exits: list[type] = [click.exceptions.Exit, typer.Exit]
+    aborts: list[type] = [click.exceptions.Abort, typer.Abort]
+    errors: list[type] = [click.ClickException]
+    try:
+        from typer._click import exceptions as vendored
+
+        exits.append(getattr(vendored, "Exit", typer.Exit))
+        aborts.append(getattr(vendored, "Abort", typer.Abort))
+        errors.append(vendored.ClickException)
+    except ImportError:
+        pass
+    return tuple(exits), tuple(aborts), tuple(errors)
+
+
+_EXIT, _ABORT, _USAGE = _click_errors()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and a non-zero exit code."""
     try:
         result = app(args=argv, standalone_mode=False)
         return result if isinstance(result, int) else 0
     except ZhllamaError as e:
-        err_console.print(f"[red]error:[/] {e}", highlight=False)
+        err_console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
         return 1
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
         name = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        err_console.print(f"[red]error:[/] {name}{e.strerror or e}", highlight=False)
+        err_console.print(
+            f"[red]error:[/] {name}{e.strerror or e}", highlight=False, soft_wrap=True
+        )
         return 1
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.ClickException as e:
-        e.show()
-        return e.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except _EXIT as e:
+        return e.exit_code  # type: ignore[attr-defined]
+    except _USAGE as e:
+        e.show()  # type: ignore[attr-defined]
+        return e.exit_code  # type: ignore[attr-defined]
+    except (*_ABORT, KeyboardInterrupt):
         err_console.print("[yellow]interrupted[/]")
         return 130
 

@@ -1,0 +1,73 @@
+"""The `zhllama` shell: plugins table, error handling (one line, exit 1, no traceback), and
+package commands, in-process and through the real console script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from zhllama.cli import main
+
+ZHLLAMA = str(Path(sys.executable).with_name("zhllama"))
+
+
+def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [ZHLLAMA, *args], capture_output=True, text=True, timeout=120, env=env or dict(os.environ)
+    )
+
+
+def test_plugins_lists_the_outside_plugin_and_the_broken_one(plugin_site, capsys):
+    assert main(["plugins"]) == 0
+    out, err = capsys.readouterr()
+    assert "outside" in out and "a source from an outside package" in out
+    assert "plugin exporters/broken (broken_zh_plugin:exporter) failed to load" in err
+    assert "RuntimeError: boom" in err
+
+
+def test_user_error_is_one_line_and_exit_1(tmp_path, capsys):
+    assert main(["sample", "missing.bin"]) == 1
+    out, err = capsys.readouterr()
+    assert err == "error: missing.bin: no such checkpoint\n"
+    assert out == ""
+
+
+def test_usage_errors_exit_2_without_traceback(capsys):
+    assert main(["no-such-command"]) == 2
+    assert "No such command" in capsys.readouterr().err
+    assert main(["sample", "m.bin", "--steps", "many"]) == 2
+    assert "Invalid value" in capsys.readouterr().err
+
+
+def test_long_errors_are_not_wrapped(capsys):
+    path = "a-very-long-folder-name/" * 6 + "model.bin"
+    assert main(["sample", path]) == 1
+    assert capsys.readouterr().err == f"error: {path}: no such checkpoint\n"
+
+
+def test_help(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "plugins" in out and "Example" in out
+
+
+def test_console_script_error_has_no_traceback():
+    proc = run_script("sample", "/nonexistent/model.bin")
+    assert proc.returncode == 1
+    assert proc.stderr == "error: /nonexistent/model.bin: no such checkpoint\n"
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_console_script_with_an_outside_package(plugin_files):
+    path = os.pathsep.join(filter(None, [str(plugin_files), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    proc = run_script("plugins", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "outside" in proc.stdout
+    assert "exporters/broken" in proc.stderr and "RuntimeError: boom" in proc.stderr
+    assert "commands broken-cmd (broken_zh_plugin:app) failed to load" in proc.stderr
+    proc = run_script("outside-hello", "--name", "小明", env=env)
+    assert proc.returncode == 0
+    assert proc.stdout == "hello 小明\n"
