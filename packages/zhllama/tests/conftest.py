@@ -84,6 +84,7 @@ def plugin_site(tmp_path: Path):
     site = make_plugin_site(tmp_path / "site")
     sys.path.insert(0, str(site))
     importlib.invalidate_caches()
+    get_registry(refresh=True)
     try:
         yield site
     finally:
