@@ -114,3 +114,24 @@ def test_gqa_permutation_is_per_kv_head():
             assert torch.equal(p[h * hs + i], w[h * hs + 2 * i])
             assert torch.equal(p[h * hs + hs // 2 + i], w[h * hs + 2 * i + 1])
     assert torch.equal(from_hf_rows(p, heads), w)
+
+
+def test_reads_what_transformers_saves(tmp_path, make_model):
+    """A directory written by save_pretrained (e.g. after fine-tuning) reads back exactly."""
+    model = make_model(0, dim=32, n_layers=1, n_heads=4, n_kv_heads=1, vocab_size=40)
+    get_registry().create("exporters", "hf").export(model, tmp_path / "ours")
+    _hf_model(tmp_path / "ours").save_pretrained(tmp_path / "theirs")
+    back = get_registry().create("exporters", "hf").read(tmp_path / "theirs")
+    for name, t in model.state_dict().items():
+        assert torch.equal(back.state_dict()[name], t), name
+
+
+def test_unsupported_rope_is_an_error(tmp_path, make_model):
+    model = make_model(0, dim=32, n_layers=1, n_heads=4, vocab_size=40)
+    out = tmp_path / "hf"
+    get_registry().create("exporters", "hf").export(model, out)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["rope_parameters"] = {"rope_theta": 500000.0, "rope_type": "llama3"}
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ZhllamaError, match="rope_parameters"):
+        get_registry().create("exporters", "hf").read(out)

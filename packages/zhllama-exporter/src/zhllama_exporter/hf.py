@@ -86,7 +86,10 @@ def config_json(s: Shape, dtype: str) -> dict[str, Any]:
         "bos_token_id": BOS_ID,
         "eos_token_id": EOS_ID,
         "use_cache": True,
+        # transformers 4 reads torch_dtype and rope_theta, 5 reads dtype and rope_parameters
         "torch_dtype": DTYPE_NAMES[dtype],
+        "dtype": DTYPE_NAMES[dtype],
+        "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"},
     }
 
 
@@ -141,9 +144,13 @@ def _load_config(path: Path) -> dict[str, Any]:
         "attention_bias": (False, None),
         "mlp_bias": (False, None),
     }
+    rope = cfg.get("rope_parameters") or {}
+    checks = {**cfg, **{f"rope_parameters.{k}": v for k, v in rope.items()}}
+    unsupported["rope_parameters.rope_theta"] = unsupported["rope_theta"]
+    unsupported["rope_parameters.rope_type"] = ("default", None)
     for key, allowed in unsupported.items():
-        if cfg.get(key) not in allowed:
-            raise ZhllamaError(f"{cfg_path}: {key}={cfg.get(key)!r} is not supported by zhllama")
+        if checks.get(key) not in allowed:
+            raise ZhllamaError(f"{cfg_path}: {key}={checks.get(key)!r} is not supported by zhllama")
     return cfg
 
 
