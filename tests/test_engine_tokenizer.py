@@ -74,7 +74,7 @@ def generated_lines(pieces: list[str], n: int, seed: int) -> list[str]:
             elif r < 0.65:
                 parts.append(rng.choice(PUNCT))
             elif r < 0.72:
-                parts.append(str(rng.randint(0, 10**rng.randint(1, 8))))
+                parts.append(str(rng.randint(0, 10 ** rng.randint(1, 8))))
             elif r < 0.79:
                 parts.append(rng.choice(LATIN))
             elif r < 0.83:
@@ -134,7 +134,7 @@ def _check(engine: Path, model: Path, tok_bin: Path, n: int, seed: int) -> None:
     ]
     texts = EDGE + generated_lines(pieces, n, seed)
     got = rust_encode(engine, tok_bin, texts)
-    bad = [(t, g, sp.encode(t)) for t, g in zip(texts, got) if g != sp.encode(t)]
+    bad = [(t, g, sp.encode(t)) for t, g in zip(texts, got, strict=True) if g != sp.encode(t)]
     assert not bad, f"{len(bad)} of {len(texts)} differ; first: {bad[0]!r}"
 
 
@@ -154,5 +154,5 @@ def test_decode_roundtrip_matches_sentencepiece_text(engine: Path) -> None:
     model, tok = _need(zh / "tok5000.model"), _need(zh / "tok5000.bin")
     sp = spm.SentencePieceProcessor(model_file=str(model))
     texts = ["从前，有一个小女孩叫莉莉。她喜欢😀和龘。", "Lily 說：“你好！” 12345"]
-    for t, ids in zip(texts, rust_encode(engine, tok, texts)):
+    for t, ids in zip(texts, rust_encode(engine, tok, texts), strict=True):
         assert sp.decode(ids) == t

@@ -105,18 +105,25 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse_from(std::env::args_os()) {
+    ExitCode::from(main_with_args(std::env::args_os()))
+}
+
+/// The whole program for one argument list (program name first); returns the exit status.
+/// The `zhllama-rs` command of the Python wheel (crates/zhllama-py) compiles this file in and
+/// runs this function, so both commands behave the same.
+pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return if e.use_stderr() { 2 } else { 0 };
         }
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(msg) => {
             eprintln!("zhllama-rs: {msg}");
-            ExitCode::from(1)
+            1
         }
     }
 }
