@@ -101,7 +101,9 @@ def _add_package_commands() -> None:
         if isinstance(obj, typer.Typer):
             app.add_typer(obj, name=ep.name)
         else:
-            app.command(name=ep.name)(obj)
+            # a command may ask for click context settings (e.g. to pass `--key value` through)
+            settings = getattr(obj, "context_settings", None)
+            app.command(name=ep.name, context_settings=settings)(obj)
 
 
 _add_package_commands()
