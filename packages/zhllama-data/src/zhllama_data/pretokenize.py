@@ -10,6 +10,9 @@ output does not depend on the number of workers, and a rerun can skip what is al
 - A shard is cut at a chunk boundary once it holds at least `shard_tokens` tokens. After each
   shard the manifest records, per split, how many source stories its shards cover; a rerun
   starts there (for each split) and reproduces the same remaining shards.
+
+Workers are started with `spawn` (safe next to rich's refresh thread), so a script that calls
+`pretokenize` with workers > 1 needs the usual `if __name__ == "__main__":` guard.
 """
 
 from __future__ import annotations
@@ -23,15 +26,15 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rich.console import Console
-from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextColumn
-from rich.text import Text
 from zhllama.atomic import atomic_write_json
 from zhllama.errors import ZhllamaError
 from zhllama.registry import get_registry
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from zhllama_data.shards import (
     FORMAT,
@@ -142,15 +145,23 @@ def encode_chunk(
 # -- the parent ------------------------------------------------------------------------------
 
 
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        elapsed = task.elapsed or 1e-9
-        stories, tokens = task.fields.get("stories", 0), task.fields.get("tokens", 0)
-        return Text(
-            f"{stories:,} stories {stories / elapsed:,.0f}/s · "
-            f"{tokens:,} tokens {tokens / elapsed / 1e6:,.2f}M/s",
-            style="progress.data.speed",
-        )
+def _rate_column() -> Any:
+    # rich is imported here, not at module level: worker processes import this module and
+    # should start fast
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            elapsed = task.elapsed or 1e-9
+            stories, tokens = task.fields.get("stories", 0), task.fields.get("tokens", 0)
+            return Text(
+                f"{stories:,} stories {stories / elapsed:,.0f}/s · "
+                f"{tokens:,} tokens {tokens / elapsed / 1e6:,.2f}M/s",
+                style="progress.data.speed",
+            )
+
+    return RateColumn()
 
 
 class _ShardWriter:
@@ -282,6 +293,9 @@ def pretokenize(
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Pretokenize `source_name` with tokenizer `model` into `out`; returns the manifest."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
     console = console or Console(stderr=True)
     registry = get_registry()
     model = Path(model)
@@ -308,7 +322,7 @@ def pretokenize(
         return manifest
 
     chunks = _chunks(source, opts, skip)
-    columns = [SpinnerColumn(), TextColumn("pretokenizing {task.description}"), _RateColumn()]
+    columns = [SpinnerColumn(), TextColumn("pretokenizing {task.description}"), _rate_column()]
     stats = {"chars": 0, "bytes": 0, "stories": 0, "tokens": 0}
     t0 = time.perf_counter()
     with Progress(*columns, console=console) as progress:
