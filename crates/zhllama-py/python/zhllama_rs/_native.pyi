@@ -3,16 +3,20 @@ by zhllama_rs."""
 
 import os
 from collections.abc import Iterable
+from typing import final
 
 import numpy as np
 import numpy.typing as npt
+
+__all__ = ["BOS", "EOS", "Model", "Stream", "Tokenizer", "run_cli", "__version__"]
 
 __version__: str
 BOS: int
 EOS: int
 
+@final
 class Tokenizer:
-    def __init__(self, path: str | os.PathLike[str], vocab_size: int | None = None) -> None: ...
+    def __new__(cls, path: str | os.PathLike[str], vocab_size: int | None = None) -> Tokenizer: ...
     @property
     def vocab_size(self) -> int: ...
     @property
@@ -22,6 +26,7 @@ class Tokenizer:
     def encode(self, text: str, bos: bool = True, eos: bool = False) -> list[int]: ...
     def decode(self, ids: Iterable[int]) -> str: ...
 
+@final
 class Stream:
     def __iter__(self) -> Stream: ...
     def __next__(self) -> str: ...
@@ -38,13 +43,14 @@ class Stream:
     @property
     def tokens_per_second(self) -> float | None: ...
 
+@final
 class Model:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         checkpoint: str | os.PathLike[str],
         tokenizer: str | os.PathLike[str] | None = None,
         threads: int | None = None,
-    ) -> None: ...
+    ) -> Model: ...
     @property
     def dim(self) -> int: ...
     @property
