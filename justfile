@@ -13,10 +13,12 @@ default:
 setup:
     uv sync --locked --quiet
 
-# setup, then build every Rust artifact in release (the zhllama-rs binary, onto the venv's PATH)
+# setup, then build every Rust artifact in release: the zhllama-rs binary (target/release/) and
+# the zhllama_rs wheel (dist/, one abi3 wheel; setup already installed it, and with it the venv's
+# `zhllama-rs` command, which runs the same CLI code through the extension)
 build: setup
-    cargo build --release --workspace --quiet
-    install -m 755 target/release/zhllama-rs {{bin}}/zhllama-rs
+    cargo build --release --workspace --exclude zhllama-py --quiet
+    uv build --wheel --package zhllama-rs --out-dir dist --quiet
 
 # every check: lint, the Rust tests, then the Python tests against the built artifacts
 test: build lint
