@@ -1,0 +1,79 @@
+"""The torch engine: llama2.c's sampler, prompt handling, and `zhllama eval`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from zhllama.cli import main
+from zhllama.engines import EngineConfig, SampleSettings
+from zhllama.registry import get_registry
+from zhllama_trainer.config import make_config
+from zhllama_trainer.sampling import Sampler, XorShiftRng, sample_top_p
+from zhllama_trainer.train import train
+
+
+def test_xorshift_is_run_c_random_u32() -> None:
+    # run.c: s ^= s >> 12; s ^= s << 25; s ^= s >> 27; (s * 0x2545F4914F6CDD1D) >> 32
+    rng = XorShiftRng(42)
+    s = 42
+    s ^= s >> 12
+    s ^= (s << 25) % 2**64
+    s ^= s >> 27
+    assert rng.next_u32() == (s * 0x2545F4914F6CDD1D % 2**64) >> 32
+    coins = [XorShiftRng(7).next_f32() for _ in range(2)]
+    assert coins[0] == coins[1] and 0 <= coins[0] < 1
+
+
+def test_top_p_keeps_the_nucleus() -> None:
+    p = np.array([0.05, 0.5, 0.15, 0.3], dtype=np.float32)
+    # p=0.7: sorted 0.5, 0.3 (cum 0.8 > 0.7) form the nucleus; the coin scales by 0.8
+    assert sample_top_p(p, 0.7, np.float32(0.5)) == 1  # r = 0.40 < 0.5
+    assert sample_top_p(p, 0.7, np.float32(0.7)) == 3  # r = 0.56 ≥ 0.5
+    assert sample_top_p(p, 0.9, np.float32(0.99)) == 2  # nucleus 0.5, 0.3, 0.15
+
+
+def test_temperature_zero_takes_the_first_maximum() -> None:
+    assert Sampler(0.0, 0.9, 1)(np.array([1.0, 3.0, 3.0, 2.0])) == 1
+
+
+@pytest.fixture(scope="module")
+def checkpoint(shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("engine")
+    settings = {"data_dir": shards, "out_dir": out, "dim": 32, "n_layers": 2, "n_heads": 4,
+                "n_kv_heads": 2, "max_seq_len": 64, "batch_size": 8, "max_iters": 20,
+                "eval_interval": 20, "eval_iters": 2, "learning_rate": 5e-3, "warmup_iters": 2,
+                "progress": False, "plot": False, "device": "cpu", "dtype": "float32"}  # fmt: skip
+    train(make_config("tiny", settings))
+    return out / "ckpt.pt"
+
+
+def test_torch_engine_streams_whole_characters(checkpoint: Path) -> None:
+    engine = get_registry().create("engines", "torch", EngineConfig(checkpoint=checkpoint))
+    settings = SampleSettings(prompt="从前", steps=40, temperature=1.0, top_p=0.9, seed=42)
+    pieces = list(engine.stream(settings))
+    text = "".join(pieces)
+    assert text.startswith("从前") and len(text) > 2
+    assert all("\ufffd" not in p for p in pieces[:-1])
+    assert "".join(engine.stream(settings)) == text  # same seed, same story
+
+
+def test_greedy_engine_matches_the_model(checkpoint: Path) -> None:
+    engine = get_registry().create("engines", "torch", EngineConfig(checkpoint=checkpoint))
+    tok, model = engine.tokenizer, engine.model
+    settings = SampleSettings(prompt="从前", steps=30, temperature=0.0, stop_at_eos=False)
+    text = "".join(engine.stream(settings))
+    prompt = [tok.bos_id] + tok.encode("从前")
+    # `steps` positions after BOS, as run.c counts them
+    new = settings.steps + 1 - len(prompt)
+    ids = model.generate(torch.tensor([prompt]), new, temperature=0.0)[0].tolist()
+    ids = ids[1 : ids.index(tok.bos_id, 1)] if tok.bos_id in ids[1:] else ids[1:]
+    assert text == tok.decode(ids)
+
+
+def test_eval_command(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(checkpoint), "--eval-iters", "2", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "val loss" in out and "perplexity" in out
