@@ -4,6 +4,7 @@
 //! 1 when a file or argument is bad (one line on stderr naming the file and the problem), 2 for
 //! a usage error.
 
+use std::ffi::OsString;
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -105,13 +106,13 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    ExitCode::from(main_with_args(std::env::args_os()))
+    ExitCode::from(main_with_args(std::env::args_os().collect()))
 }
 
-/// The whole program for one argument list (program name first); returns the exit status.
-/// The `zhllama-rs` command of the Python wheel (crates/zhllama-py) compiles this file in and
-/// runs this function, so both commands behave the same.
-pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
+/// The whole command: parses `args` (program name first), runs, and returns the exit status.
+/// Kept separate from `main` so that the Python extension can compile this file in and offer
+/// the same command.
+pub fn main_with_args(args: Vec<OsString>) -> u8 {
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
