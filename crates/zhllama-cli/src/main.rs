@@ -292,9 +292,9 @@ fn chat(
 fn tokenize(cli: &Cli) -> Result<(), String> {
     let vocab = match &cli.checkpoint {
         Some(c) => Some(
-            Model::load(c, None, Some(1))
+            zhllama_core::read_config(c)
                 .map_err(|e| e.to_string())?
-                .vocab_size(),
+                .vocab_size,
         ),
         None => None,
     };

@@ -430,26 +430,39 @@ fn layout(c: &Config, body_start: usize) -> Layout {
     }
 }
 
+/// Reads and validates a checkpoint's header (against the file size too) without loading the
+/// weights.
+pub fn read_config(path: impl AsRef<Path>) -> Result<Config> {
+    let path = path.as_ref();
+    let (_, config, _, _) = open_header(path)?;
+    Ok(config)
+}
+
+fn open_header(path: &Path) -> Result<(File, Config, usize, u64)> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::bad_file(
+            path,
+            "is a directory, not a checkpoint file",
+        ));
+    }
+    let file_len = meta.len();
+    let mut head = vec![0u8; file_len.min(256) as usize];
+    {
+        use std::io::Read;
+        (&file)
+            .read_exact(&mut head)
+            .map_err(|e| Error::io(path, e))?;
+    }
+    let (config, body_start) = parse_header(path, &head, file_len)?;
+    Ok((file, config, body_start, file_len))
+}
+
 impl Checkpoint {
     /// Opens, validates and maps a checkpoint.
     pub fn open(path: &Path) -> Result<Checkpoint> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-        if meta.is_dir() {
-            return Err(Error::bad_file(
-                path,
-                "is a directory, not a checkpoint file",
-            ));
-        }
-        let file_len = meta.len();
-        let mut head = vec![0u8; file_len.min(256) as usize];
-        {
-            use std::io::Read;
-            (&file)
-                .read_exact(&mut head)
-                .map_err(|e| Error::io(path, e))?;
-        }
-        let (config, body_start) = parse_header(path, &head, file_len)?;
+        let (file, config, body_start, file_len) = open_header(path)?;
         let map = map_weights(&file, path, file_len)?;
         if map.len() as u64 != file_len {
             return Err(Error::bad_file(

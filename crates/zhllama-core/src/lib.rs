@@ -31,7 +31,7 @@ pub mod model;
 pub mod sampler;
 pub mod tokenizer;
 
-pub use checkpoint::{Config, MAGIC};
+pub use checkpoint::{read_config, Config, MAGIC};
 pub use error::{Error, Result};
 pub use generate::{chat_prompt, GenerateOptions, Generation, GenerationStats, Generator};
 pub use model::{default_threads, Model};
