@@ -6,7 +6,6 @@ import os
 import stat
 
 import pytest
-
 from zhllama.atomic import atomic_dir, atomic_open, atomic_write_json, atomic_write_text
 
 
