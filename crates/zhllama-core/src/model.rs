@@ -229,7 +229,13 @@ impl Model {
             ..
         } = self;
         let threads = *threads;
-        pool.install(|| forward(ckpt, state, token as usize, pos, logits, threads));
+        if threads <= 1 {
+            // Nothing runs in parallel with one thread: skip the hand-off to the pool (a
+            // cross-thread wake-up and wait per token).
+            forward(ckpt, state, token as usize, pos, logits, 1);
+        } else {
+            pool.install(|| forward(ckpt, state, token as usize, pos, logits, threads));
+        }
         &self.state.logits
     }
 
