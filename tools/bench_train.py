@@ -106,7 +106,7 @@ def bench_shape(name: str, steps: int, rounds: int, with_compile: bool) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("output", type=Path)
-    ap.add_argument("--steps", type=int, default=4, help="timed steps per round")
+    ap.add_argument("--steps", type=int, default=2, help="timed steps per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (slow)")
     opts = ap.parse_args()
