@@ -233,6 +233,7 @@ class Exports:
     def __init__(self, run_dir: Path, tokenizer: Path | None) -> None:
         self.run_dir, self.tokenizer = run_dir, tokenizer
         self.noted: set[str] = set()
+        self.tokenizer_written = False
 
     def _note(self, key: str, msg: str) -> None:
         if key not in self.noted:
@@ -250,7 +251,7 @@ class Exports:
             self._note("tok", "tokenizer.bin not written: the data names no tokenizer model")
             return
         out = self.run_dir / "tokenizer.bin"
-        if out.exists():
+        if self.tokenizer_written:  # it never changes during a run
             return
         try:
             from zhllama_tokenizer.binfile import export_llama2c
@@ -258,6 +259,7 @@ class Exports:
             self._note("tok", f"tokenizer.bin not written: {e}")
             return
         export_llama2c(self.tokenizer, out)
+        self.tokenizer_written = True
 
 
 def _rng_state(rt: runtime.Runtime) -> dict[str, Any]:
