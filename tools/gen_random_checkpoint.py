@@ -7,11 +7,13 @@ For speed and format tests: the published Chinese models' shapes, no real weight
         --tokenizer-out target/bench/tok5000-random.bin
     python tools/gen_random_checkpoint.py --dim 64 --hidden 172 --layers 5 --heads 8 \
         --kv-heads 4 --vocab 512 --seq-len 512 --version 1 -o small.bin
+    python tools/gen_random_checkpoint.py --shape 42M --version 2 -o target/bench/42M-q8.bin
 
 Weights are N(0, 0.02) float32, RMSNorm weights 1. The embedding rows of <unk>, BOS and EOS
 are scaled down 1000x, so that a greedy run (-t 0) practically never samples them and a
-benchmark always runs its full number of steps. Only numpy is needed. Writes are atomic
-(temporary file, then rename).
+benchmark always runs its full number of steps. Version 2 (int8, FORMATS.md §1.3) quantizes
+those same weights in groups (--group-size, default the largest of 64, 32, ... dividing dim and
+hidden). Only numpy is needed. Writes are atomic (temporary file, then rename).
 """
 
 from __future__ import annotations
@@ -34,8 +36,29 @@ SHAPES = {
 MAGIC = 0x616B3432
 
 
+def default_group_size(dim: int, hidden: int) -> int:
+    gs = 64
+    while gs > 1 and (dim % gs or hidden % gs):
+        gs //= 2
+    return gs
+
+
+def quantize(w: np.ndarray, gs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Q8_0 groups: scale = max|w| / 127, q = round-half-even(w / scale) (as torch.round)."""
+    groups = w.reshape(-1, gs)
+    scale = (np.abs(groups).max(axis=1) / np.float32(127.0)).astype("<f4")
+    safe = np.where(scale > 0, scale, np.float32(1.0))
+    q = np.clip(np.rint(groups / safe[:, None]), -127, 127).astype(np.int8)
+    return q.reshape(-1), scale
+
+
 def write_checkpoint(
-    path: Path, shape: tuple[int, ...], version: int, shared: bool, seed: int
+    path: Path,
+    shape: tuple[int, ...],
+    version: int,
+    shared: bool,
+    seed: int,
+    group_size: int | None = None,
 ) -> None:
     d, h, n_layers, n_heads, n_kv, vocab, seq_len = shape
     hs = d // n_heads
@@ -60,13 +83,23 @@ def write_checkpoint(
             )
         else:
             header = struct.pack(
-                "<Ii7iB", MAGIC, 1, d, h, n_layers, n_heads, n_kv, vocab, seq_len, int(shared)
+                "<Ii7iB", MAGIC, version, d, h, n_layers, n_heads, n_kv, vocab, seq_len, int(shared)
             )
+            if version == 2:
+                header += struct.pack("<i", group_size)  # byte 37, unaligned
             f.write(header + b"\0" * (256 - len(header)))
+
+        def tensor(w: np.ndarray) -> None:
+            if version == 2:
+                q, scale = quantize(w, group_size)
+                q.tofile(f)
+                scale.tofile(f)
+            else:
+                w.tofile(f)
 
         def per_layer(rows: int, cols: int) -> None:
             for _ in range(n_layers):
-                normal(rows, cols).tofile(f)
+                tensor(normal(rows, cols))
 
         if version == 0:
             emb.tofile(f)
@@ -85,11 +118,11 @@ def write_checkpoint(
             ones(n_layers, d).tofile(f)
             ones(n_layers, d).tofile(f)
             ones(d).tofile(f)
-            emb.tofile(f)
+            tensor(emb)
             for rows, cols in [(d, d), (kvd, d), (kvd, d), (d, d), (h, d), (d, h), (h, d)]:
                 per_layer(rows, cols)
         if not shared:
-            normal(vocab, d).tofile(f)
+            tensor(normal(vocab, d))
     os.replace(tmp, path)
 
 
@@ -118,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shape", choices=sorted(SHAPES), help="a preset shape")
     for name in ["dim", "hidden", "layers", "heads", "kv-heads", "vocab", "seq-len"]:
         ap.add_argument(f"--{name}", type=int)
-    ap.add_argument("--version", type=int, choices=[0, 1], default=0)
+    ap.add_argument("--version", type=int, choices=[0, 1, 2], default=0)
+    ap.add_argument("--group-size", type=int, help="int8 group size (version 2)")
     ap.add_argument("--separate-classifier", action="store_true")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("-o", "--out", type=Path, required=True)
@@ -139,8 +173,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(
             "heads must divide dim, kv heads must divide heads, and the head size must be even"
         )
+    gs = a.group_size or default_group_size(d, h)
+    if a.version == 2 and (gs <= 0 or d % gs or h % gs):
+        ap.error(f"--group-size {gs} must divide dim {d} and hidden {h}")
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    write_checkpoint(a.out, tuple(shape), a.version, not a.separate_classifier, a.seed)
+    write_checkpoint(a.out, tuple(shape), a.version, not a.separate_classifier, a.seed, gs)
     if a.tokenizer_out:
         a.tokenizer_out.parent.mkdir(parents=True, exist_ok=True)
         write_tokenizer(a.tokenizer_out, vocab)

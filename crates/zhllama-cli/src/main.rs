@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use zhllama_core::{chat_prompt, GenerateOptions, Model, Sampler, Tokenizer, Utf8Stream, EOS};
+use zhllama_core::{
+    chat_prompt, GenerateOptions, Model, Quantize, Sampler, Tokenizer, Utf8Stream, EOS,
+};
 
 const AFTER_HELP: &str = "\
 Behaviour at the edges (the same as llama2.c's run.c unless said otherwise):
@@ -39,11 +41,17 @@ enum Mode {
     Chat,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum QuantizeArg {
+    /// int8 weights in groups (the checkpoint format version 2 holds)
+    Q8,
+}
+
 /// Run a llama2.c-format model: print a story (or chat), like llama2.c's `run`, faster.
 #[derive(Parser, Debug)]
 #[command(name = "zhllama-rs", version, after_help = AFTER_HELP, allow_negative_numbers = true)]
 struct Cli {
-    /// Model checkpoint (.bin, version 0 or 1)
+    /// Model checkpoint (.bin, version 0, 1 or 2 = int8)
     checkpoint: Option<PathBuf>,
     /// Temperature; 0 = greedy argmax
     #[arg(
@@ -97,6 +105,13 @@ struct Cli {
     /// Threads for the matmuls; 0 = physical cores
     #[arg(long = "threads", default_value_t = 0, value_name = "N")]
     threads: usize,
+    /// Quantize an f32 checkpoint at load time (int8 matmuls; an int8 checkpoint already is)
+    #[arg(long = "quantize", value_enum, value_name = "KIND")]
+    quantize: Option<QuantizeArg>,
+    /// int8 group size for --quantize (default: the largest of 64, 32, ... dividing dim and
+    /// hidden)
+    #[arg(long = "group-size", value_name = "GS", requires = "quantize")]
+    group_size: Option<usize>,
     /// Don't stop when EOS is sampled (run.c's behaviour: stop at BOS only)
     #[arg(long = "no-eos-stop")]
     no_eos_stop: bool,
@@ -155,8 +170,19 @@ fn run(cli: Cli) -> Result<(), String> {
     let top_p = cli.top_p as f32;
     let seed = cli.seed as u64; // wraps negatives like run.c's unsigned seed
     let steps = cli.steps.max(0) as usize;
-    let mut model = Model::load(&checkpoint, Some(&cli.tokenizer), Some(cli.threads))
-        .map_err(|e| load_tokenizer_hint(e, &cli))?;
+    let quantize = match cli.quantize {
+        Some(QuantizeArg::Q8) => Quantize::Q8 {
+            group_size: cli.group_size,
+        },
+        None => Quantize::None,
+    };
+    let mut model = Model::load_with(
+        &checkpoint,
+        Some(&cli.tokenizer),
+        Some(cli.threads),
+        quantize,
+    )
+    .map_err(|e| load_tokenizer_hint(e, &cli))?;
     match cli.mode {
         Mode::Generate => {
             let opts = GenerateOptions {

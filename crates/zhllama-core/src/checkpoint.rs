@@ -1,11 +1,13 @@
-//! Reading llama2.c checkpoints (FORMATS.md §1): version 0 (legacy, no magic) and version 1
-//! (fp32 with a 256-byte header).
+//! Reading llama2.c checkpoints (FORMATS.md §1): version 0 (legacy, no magic), version 1
+//! (fp32 with a 256-byte header) and version 2 (int8 in groups with f32 scales); and quantizing
+//! an f32 checkpoint to version 2 in memory at load time ([`Quantize`]).
 //!
 //! The file is memory-mapped. Its header is parsed and validated — positive sizes, heads divide
 //! dim, kv heads divide heads, sane upper limits, and an exact expected file size computed with
 //! checked arithmetic — before any offset into the body is computed, so a truncated, padded or
 //! corrupted file is an [`Error::BadFile`] and never an out-of-bounds read, a panic or a huge
-//! allocation.
+//! allocation. For version 2 the group size must divide dim and hidden (every quantized row is
+//! one of those long): anything else is an error, never silent truncation.
 
 use std::fs::File;
 use std::ops::Range;
@@ -51,8 +53,11 @@ pub struct Config {
     pub seq_len: usize,
     /// Whether the output classifier shares the token embedding's weights.
     pub shared_classifier: bool,
-    /// Checkpoint format version: 0 (legacy) or 1 (fp32 with header).
+    /// Format version of the weights: 0 (legacy), 1 (fp32 with header) or 2 (int8; also for an
+    /// f32 file quantized at load).
     pub version: u32,
+    /// Group size of the int8 weights (version 2); 0 for f32.
+    pub group_size: usize,
 }
 
 impl Config {
@@ -81,8 +86,30 @@ impl Config {
             self.vocab_size as u64,
         );
         let kvd = self.kv_dim() as u64;
-        let per_layer = d * d * 2 + kvd * d * 2 + h * d * 3 + 2 * d;
-        4 * (l * per_layer + v * d + d + d)
+        let norms = 4 * (l * 2 * d + d);
+        let matrices = l * (d * d * 2 + kvd * d * 2 + h * d * 3) + v * d + d;
+        if self.quantized() {
+            // one byte per value plus one f32 scale per group
+            norms + matrices + 4 * matrices / self.group_size.max(1) as u64
+        } else {
+            norms + 4 * matrices
+        }
+    }
+
+    /// The number of int8 values in a version-2 body (every quantized tensor).
+    fn quantized_values(&self) -> u64 {
+        let (d, h, l, v) = (
+            self.dim as u64,
+            self.hidden_dim as u64,
+            self.n_layers as u64,
+            self.vocab_size as u64,
+        );
+        let kvd = self.kv_dim() as u64;
+        let mut n = v * d + l * (2 * d * d + 2 * kvd * d + 3 * h * d);
+        if !self.shared_classifier {
+            n += v * d;
+        }
+        n
     }
 }
 
@@ -90,8 +117,6 @@ impl Config {
 pub(crate) type F32Range = Range<usize>;
 
 /// A weight matrix `(rows, cols)`, row-major, located in the storage.
-///
-/// An enum so that quantized matrices (int8 groups, FORMATS.md §1.3) can slot in beside f32.
 #[derive(Clone, Debug)]
 pub(crate) enum Mat {
     /// Plain f32 values.
@@ -100,12 +125,21 @@ pub(crate) enum Mat {
         rows: usize,
         cols: usize,
     },
+    /// int8 groups (FORMATS.md §1.3): `q` is a byte range of the file, `s` a range of
+    /// [`Storage::scales`] (copied out at load: in the file they need not be 4-byte aligned).
+    Q8 {
+        q: Range<usize>,
+        s: Range<usize>,
+        rows: usize,
+        cols: usize,
+        gs: usize,
+    },
 }
 
 /// Offsets of every tensor of the model.
 #[derive(Clone, Debug)]
 pub(crate) struct Layout {
-    pub tok_emb: F32Range,
+    pub tok_emb: Mat,
     pub rms_att: Vec<F32Range>,
     pub rms_ffn: Vec<F32Range>,
     pub wq: Vec<Mat>,
@@ -122,6 +156,8 @@ pub(crate) struct Layout {
 /// The bytes of a checkpoint, memory-mapped read-only.
 pub(crate) struct Storage {
     map: memmap2::Mmap,
+    /// Every group scale of a version-2 model, tensor after tensor; empty for f32.
+    scales: Vec<f32>,
 }
 
 impl Storage {
@@ -137,12 +173,32 @@ impl Storage {
         &self.f32s()[r.clone()]
     }
 
+    /// The whole file as int8 values.
+    fn i8s(&self) -> &[i8] {
+        let bytes: &[u8] = &self.map;
+        // SAFETY: same memory, same length; i8 and u8 have the same size and alignment.
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<i8>(), bytes.len()) }
+    }
+
     pub fn mat(&self, m: &Mat) -> MatRef<'_> {
         match m {
             Mat::F32 { range, rows, cols } => MatRef::F32 {
                 w: &self.f32s()[range.clone()],
                 rows: *rows,
                 cols: *cols,
+            },
+            Mat::Q8 {
+                q,
+                s,
+                rows,
+                cols,
+                gs,
+            } => MatRef::Q8 {
+                q: &self.i8s()[q.clone()],
+                s: &self.scales[s.clone()],
+                rows: *rows,
+                cols: *cols,
+                gs: *gs,
             },
         }
     }
@@ -206,22 +262,13 @@ pub(crate) fn parse_header(path: &Path, head: &[u8], file_len: u64) -> Result<(C
             ));
         }
         let version = read_i32(head, 4);
-        match version {
-            1 => {}
-            2 => {
-                return Err(Error::bad_file(
-                    path,
-                    "version 2 (int8) checkpoints are not supported by this build yet",
-                ))
-            }
-            v => {
-                return Err(Error::bad_file(
-                    path,
-                    format!("unknown checkpoint version {v}"),
-                ))
-            }
+        if !(1..=2).contains(&version) {
+            return Err(Error::bad_file(
+                path,
+                format!("unknown checkpoint version {version}"),
+            ));
         }
-        (8, 1u32, 64usize, Some(head[36]))
+        (8, version as u32, 64usize, Some(head[36]))
     } else {
         (0, 0u32, 7usize, None)
     };
@@ -286,6 +333,19 @@ pub(crate) fn parse_header(path: &Path, head: &[u8], file_len: u64) -> Result<(C
     if hs % 2 != 0 {
         return bad(format!("head size {hs} is odd (RoPE rotates pairs)"));
     }
+    let group_size = if version == 2 {
+        // i32 at byte 37, unaligned (FORMATS.md §1.3)
+        let gs = read_i32(head, 37);
+        if gs <= 0 || dim % gs as usize != 0 || hidden_dim % gs as usize != 0 {
+            return bad(format!(
+                "int8 group size {gs} does not divide both dim = {dim} and hidden_dim = \
+                 {hidden_dim} (every quantized row must split into whole groups)"
+            ));
+        }
+        gs as usize
+    } else {
+        0
+    };
     let config = Config {
         dim,
         hidden_dim,
@@ -296,6 +356,7 @@ pub(crate) fn parse_header(path: &Path, head: &[u8], file_len: u64) -> Result<(C
         seq_len,
         shared_classifier,
         version,
+        group_size,
     };
     // Run state: K and V caches (L, T, kvd), attention scores (H, T).
     let kvd = config.kv_dim() as u64;
@@ -320,23 +381,31 @@ pub(crate) fn parse_header(path: &Path, head: &[u8], file_len: u64) -> Result<(C
     if !shared_classifier {
         floats += v * d;
     }
-    let expected = 4 * (body_start as u64 + floats);
+    let expected = if version == 2 {
+        // f32 norms, then every quantized tensor: its int8 values and one f32 scale per group
+        let n = config.quantized_values();
+        4 * (body_start as u64 + l * 2 * d + d) + n + 4 * (n / group_size as u64)
+    } else {
+        4 * (body_start as u64 + floats)
+    };
     if expected != file_len {
         return Err(Error::bad_file(
             path,
             format!(
                 "file is {file_len} bytes but its header (version {version}, dim {dim}, hidden {hidden_dim}, \
                  {n_layers} layers, {n_heads} heads, {n_kv_heads} kv heads, vocab {vocab_size}, seq_len {seq_len}, \
-                 {} classifier) implies {expected} bytes: truncated, padded or not a llama2.c checkpoint",
-                if shared_classifier { "shared" } else { "separate" }
+                 {} classifier{}) implies {expected} bytes: truncated, padded or not a llama2.c checkpoint",
+                if shared_classifier { "shared" } else { "separate" },
+                if version == 2 { format!(", group size {group_size}") } else { String::new() }
             ),
         ));
     }
     Ok((config, body_start))
 }
 
-/// Computes where every tensor lies, given a validated config.
-fn layout(c: &Config, body_start: usize) -> Layout {
+/// Computes where every tensor lies, given a validated config; for version 2 also copies the
+/// group scales out of `bytes` (the whole file).
+fn layout(c: &Config, body_start: usize, bytes: &[u8]) -> (Layout, Vec<f32>) {
     let (d, h, l, v) = (c.dim, c.hidden_dim, c.n_layers, c.vocab_size);
     let kvd = c.kv_dim();
     let mut at = body_start;
@@ -356,78 +425,135 @@ fn layout(c: &Config, body_start: usize) -> Layout {
             .map(|range| Mat::F32 { range, rows, cols })
             .collect()
     };
-    if c.version == 0 {
-        let tok_emb = take(v * d);
-        let rms_att = per_layer(take(l * d), d);
-        let wq = mats(take(l * d * d), d, d);
-        let wk = mats(take(l * kvd * d), kvd, d);
-        let wv = mats(take(l * kvd * d), kvd, d);
-        let wo = mats(take(l * d * d), d, d);
-        let rms_ffn = per_layer(take(l * d), d);
-        let w1 = mats(take(l * h * d), h, d);
-        let w2 = mats(take(l * d * h), d, h);
-        let w3 = mats(take(l * h * d), h, d);
-        let rms_final = take(d);
-        take(c.seq_len * c.head_size()); // RoPE tables, recomputed instead
-        let wcls = if c.shared_classifier {
-            tok_emb.clone()
-        } else {
-            take(v * d)
-        };
-        Layout {
-            wcls: Mat::F32 {
-                range: wcls,
-                rows: v,
-                cols: d,
-            },
-            tok_emb,
-            rms_att,
-            rms_ffn,
-            wq,
-            wk,
-            wv,
-            wo,
-            w1,
-            w2,
-            w3,
-            rms_final,
+    let f32_mat = |range: F32Range, rows: usize, cols: usize| Mat::F32 { range, rows, cols };
+    let layout = match c.version {
+        0 => {
+            let tok_emb = take(v * d);
+            let rms_att = per_layer(take(l * d), d);
+            let wq = mats(take(l * d * d), d, d);
+            let wk = mats(take(l * kvd * d), kvd, d);
+            let wv = mats(take(l * kvd * d), kvd, d);
+            let wo = mats(take(l * d * d), d, d);
+            let rms_ffn = per_layer(take(l * d), d);
+            let w1 = mats(take(l * h * d), h, d);
+            let w2 = mats(take(l * d * h), d, h);
+            let w3 = mats(take(l * h * d), h, d);
+            let rms_final = take(d);
+            take(c.seq_len * c.head_size()); // RoPE tables, recomputed instead
+            let wcls = if c.shared_classifier {
+                tok_emb.clone()
+            } else {
+                take(v * d)
+            };
+            Layout {
+                wcls: f32_mat(wcls, v, d),
+                tok_emb: f32_mat(tok_emb, v, d),
+                rms_att,
+                rms_ffn,
+                wq,
+                wk,
+                wv,
+                wo,
+                w1,
+                w2,
+                w3,
+                rms_final,
+            }
         }
-    } else {
-        let rms_att = per_layer(take(l * d), d);
-        let rms_ffn = per_layer(take(l * d), d);
-        let rms_final = take(d);
-        let tok_emb = take(v * d);
-        let wq = mats(take(l * d * d), d, d);
-        let wk = mats(take(l * kvd * d), kvd, d);
-        let wv = mats(take(l * kvd * d), kvd, d);
-        let wo = mats(take(l * d * d), d, d);
-        let w1 = mats(take(l * h * d), h, d);
-        let w2 = mats(take(l * d * h), d, h);
-        let w3 = mats(take(l * h * d), h, d);
-        let wcls = if c.shared_classifier {
-            tok_emb.clone()
-        } else {
-            take(v * d)
-        };
-        Layout {
-            wcls: Mat::F32 {
-                range: wcls,
-                rows: v,
-                cols: d,
-            },
-            tok_emb,
-            rms_att,
-            rms_ffn,
-            wq,
-            wk,
-            wv,
-            wo,
-            w1,
-            w2,
-            w3,
-            rms_final,
+        1 => {
+            let rms_att = per_layer(take(l * d), d);
+            let rms_ffn = per_layer(take(l * d), d);
+            let rms_final = take(d);
+            let tok_emb = take(v * d);
+            let wq = mats(take(l * d * d), d, d);
+            let wk = mats(take(l * kvd * d), kvd, d);
+            let wv = mats(take(l * kvd * d), kvd, d);
+            let wo = mats(take(l * d * d), d, d);
+            let w1 = mats(take(l * h * d), h, d);
+            let w2 = mats(take(l * d * h), d, h);
+            let w3 = mats(take(l * h * d), h, d);
+            let wcls = if c.shared_classifier {
+                tok_emb.clone()
+            } else {
+                take(v * d)
+            };
+            Layout {
+                wcls: f32_mat(wcls, v, d),
+                tok_emb: f32_mat(tok_emb, v, d),
+                rms_att,
+                rms_ffn,
+                wq,
+                wk,
+                wv,
+                wo,
+                w1,
+                w2,
+                w3,
+                rms_final,
+            }
         }
-    }
+        _ => {
+            let rms_att = per_layer(take(l * d), d);
+            let rms_ffn = per_layer(take(l * d), d);
+            let rms_final = take(d);
+            let gs = c.group_size;
+            let mut byte = 4 * at;
+            let mut scales = Vec::with_capacity((c.quantized_values() / gs as u64) as usize);
+            // Each tensor: its int8 values, then its scales (f32, not necessarily aligned).
+            let mut qmat = |rows: usize, cols: usize| -> Mat {
+                let n = rows * cols;
+                let q = byte..byte + n;
+                byte += n;
+                let ns = n / gs;
+                let s0 = scales.len();
+                scales.extend(
+                    bytes[byte..byte + 4 * ns]
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                );
+                byte += 4 * ns;
+                Mat::Q8 {
+                    q,
+                    s: s0..s0 + ns,
+                    rows,
+                    cols,
+                    gs,
+                }
+            };
+            let tok_emb = qmat(v, d);
+            let mut per = |rows: usize, cols: usize| -> Vec<Mat> {
+                (0..l).map(|_| qmat(rows, cols)).collect()
+            };
+            let wq = per(d, d);
+            let wk = per(kvd, d);
+            let wv = per(kvd, d);
+            let wo = per(d, d);
+            let w1 = per(h, d);
+            let w2 = per(d, h);
+            let w3 = per(h, d);
+            let wcls = if c.shared_classifier {
+                tok_emb.clone()
+            } else {
+                qmat(v, d)
+            };
+            let layout = Layout {
+                tok_emb,
+                rms_att,
+                rms_ffn,
+                wq,
+                wk,
+                wv,
+                wo,
+                w1,
+                w2,
+                w3,
+                rms_final,
+                wcls,
+            };
+            return (layout, scales);
+        }
+    };
+    (layout, Vec::new())
 }
 
 /// Reads and validates a checkpoint's header (against the file size too) without loading the
@@ -459,7 +585,148 @@ fn open_header(path: &Path) -> Result<(File, Config, usize, u64)> {
     Ok((file, config, body_start, file_len))
 }
 
+/// Quantizing an f32 checkpoint when it is loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Quantize {
+    /// Run the weights as stored.
+    #[default]
+    None,
+    /// int8 in groups (FORMATS.md §1.3), as the exporter's `llama2c-int8` would write them;
+    /// `group_size` `None` picks the default ([`choose_group_size`]). A checkpoint that is
+    /// already int8 is used as it is (a requested group size must then match its own).
+    Q8 {
+        /// Values per group; must divide dim and hidden.
+        group_size: Option<usize>,
+    },
+}
+
+impl std::str::FromStr for Quantize {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Quantize> {
+        match s {
+            "" | "none" | "f32" => Ok(Quantize::None),
+            "q8" | "int8" => Ok(Quantize::Q8 { group_size: None }),
+            other => Err(Error::bad_arg(format!(
+                "unknown quantization {other:?} (expected q8 or none)"
+            ))),
+        }
+    }
+}
+
+/// The int8 group size for a model: `requested` when it divides dim and hidden (else an
+/// error), by default the largest of 64, 32, 16, … that divides both.
+pub fn choose_group_size(dim: usize, hidden_dim: usize, requested: Option<usize>) -> Result<usize> {
+    match requested {
+        Some(gs) if gs == 0 || !dim.is_multiple_of(gs) || !hidden_dim.is_multiple_of(gs) => {
+            Err(Error::bad_arg(format!(
+            "group size {gs} must be positive and divide both dim {dim} and hidden_dim {hidden_dim}"
+        )))
+        }
+        Some(gs) => Ok(gs),
+        None => {
+            let mut gs = 64;
+            while gs > 1 && !(dim.is_multiple_of(gs) && hidden_dim.is_multiple_of(gs)) {
+                gs /= 2;
+            }
+            Ok(gs)
+        }
+    }
+}
+
 impl Checkpoint {
+    /// Opens a checkpoint and quantizes it as asked.
+    pub fn open_with(path: &Path, quantize: Quantize) -> Result<Checkpoint> {
+        let ck = Checkpoint::open(path)?;
+        let Quantize::Q8 { group_size } = quantize else {
+            return Ok(ck);
+        };
+        let c = &ck.config;
+        if c.quantized() {
+            if let Some(gs) = group_size.filter(|&gs| gs != c.group_size) {
+                return Err(Error::bad_arg(format!(
+                    "{} is already int8 with group size {}; cannot requantize it to {gs}",
+                    path.display(),
+                    c.group_size
+                )));
+            }
+            return Ok(ck);
+        }
+        let gs = choose_group_size(c.dim, c.hidden_dim, group_size)?;
+        ck.quantized(path, gs)
+    }
+
+    /// This f32 checkpoint as a version-2 image in memory (the bytes the exporter would
+    /// write), read back through the same validation and layout as a file.
+    fn quantized(&self, path: &Path, gs: usize) -> Result<Checkpoint> {
+        let c = &self.config;
+        let (d, l) = (c.dim, c.n_layers);
+        let n = c.quantized_values() as usize;
+        let len = 256 + 4 * (2 * l * d + d) + n + 4 * (n / gs);
+        let mut img = memmap2::MmapOptions::new()
+            .len(len)
+            .map_anon()
+            .map_err(|e| Error::io(path, e))?;
+        let ints = [
+            c.dim,
+            c.hidden_dim,
+            c.n_layers,
+            c.n_heads,
+            c.n_kv_heads,
+            c.vocab_size,
+            c.seq_len,
+        ];
+        img[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        img[4..8].copy_from_slice(&2i32.to_le_bytes());
+        for (i, v) in ints.iter().enumerate() {
+            img[8 + 4 * i..12 + 4 * i].copy_from_slice(&(*v as i32).to_le_bytes());
+        }
+        img[36] = c.shared_classifier as u8;
+        img[37..41].copy_from_slice(&(gs as i32).to_le_bytes());
+        let st = &self.storage;
+        let w = &self.layout;
+        let mut at = 256;
+        let norms = w.rms_att.iter().chain(&w.rms_ffn).chain([&w.rms_final]);
+        for r in norms {
+            for v in st.slice(r) {
+                img[at..at + 4].copy_from_slice(&v.to_le_bytes());
+                at += 4;
+            }
+        }
+        let mut mats: Vec<&Mat> = vec![&w.tok_emb];
+        for m in [&w.wq, &w.wk, &w.wv, &w.wo, &w.w1, &w.w2, &w.w3] {
+            mats.extend(m.iter());
+        }
+        if !c.shared_classifier {
+            mats.push(&w.wcls);
+        }
+        let mut scales = Vec::new();
+        for m in mats {
+            let MatRef::F32 { w: vals, .. } = st.mat(m) else {
+                unreachable!("an f32 checkpoint holds f32 matrices")
+            };
+            let q = &mut img[at..at + vals.len()];
+            // SAFETY: i8 and u8 have the same size and alignment; `q` is not used meanwhile.
+            let q = unsafe { std::slice::from_raw_parts_mut(q.as_mut_ptr().cast::<i8>(), q.len()) };
+            scales.clear();
+            scales.resize(vals.len() / gs, 0.0f32);
+            crate::kernels::quantize_groups(vals, gs, q, &mut scales, f32::round_ties_even);
+            at += vals.len();
+            for sc in &scales {
+                img[at..at + 4].copy_from_slice(&sc.to_le_bytes());
+                at += 4;
+            }
+        }
+        debug_assert_eq!(at, len);
+        let map = img.make_read_only().map_err(|e| Error::io(path, e))?;
+        let (config, body_start) = parse_header(path, &map[..256], len as u64)?;
+        let (layout, scales) = layout(&config, body_start, &map);
+        Ok(Checkpoint {
+            config,
+            layout,
+            storage: Storage { map, scales },
+        })
+    }
+
     /// Opens, validates and maps a checkpoint.
     pub fn open(path: &Path) -> Result<Checkpoint> {
         let (file, config, body_start, file_len) = open_header(path)?;
@@ -470,11 +737,11 @@ impl Checkpoint {
                 "file changed size while it was being opened",
             ));
         }
-        let layout = layout(&config, body_start);
+        let (layout, scales) = layout(&config, body_start, &map);
         Ok(Checkpoint {
             config,
             layout,
-            storage: Storage { map },
+            storage: Storage { map, scales },
         })
     }
 }

@@ -20,8 +20,6 @@ use rayon::prelude::*;
 use std::sync::OnceLock;
 
 /// A read-only view of a weight matrix `(rows, cols)`, row-major.
-///
-/// An enum so that quantized matrices (int8 groups, FORMATS.md §1.3) can slot in later.
 #[derive(Clone, Copy, Debug)]
 pub enum MatRef<'a> {
     /// Plain f32 values, `rows * cols` of them.
@@ -33,20 +31,65 @@ pub enum MatRef<'a> {
         /// Input features.
         cols: usize,
     },
+    /// int8 values in groups of `gs` consecutive values that share one f32 scale
+    /// (FORMATS.md §1.3); `gs` divides `cols`, so no group straddles two rows.
+    Q8 {
+        /// The int8 values, `rows * cols` of them.
+        q: &'a [i8],
+        /// One scale per group, `rows * cols / gs` of them.
+        s: &'a [f32],
+        /// Output features.
+        rows: usize,
+        /// Input features.
+        cols: usize,
+        /// Group size.
+        gs: usize,
+    },
+}
+
+/// The input vector of a product: f32, plus its int8 groups when the matrix is quantized
+/// (quantized once per product, shared by every row and thread).
+pub struct Input<'a> {
+    x: &'a [f32],
+    q: Option<&'a QuantVec>,
 }
 
 impl<'a> MatRef<'a> {
     /// Number of rows (output features).
     pub fn rows(&self) -> usize {
         match self {
-            MatRef::F32 { rows, .. } => *rows,
+            MatRef::F32 { rows, .. } | MatRef::Q8 { rows, .. } => *rows,
         }
     }
 
     /// Number of columns (input features).
     pub fn cols(&self) -> usize {
         match self {
-            MatRef::F32 { cols, .. } => *cols,
+            MatRef::F32 { cols, .. } | MatRef::Q8 { cols, .. } => *cols,
+        }
+    }
+
+    /// The group size of a quantized matrix; `None` for f32.
+    pub fn group_size(&self) -> Option<usize> {
+        match self {
+            MatRef::F32 { .. } => None,
+            MatRef::Q8 { gs, .. } => Some(*gs),
+        }
+    }
+
+    /// Row `r` as f32 values (dequantized for int8: `q × scale`), into `out` (`cols` long).
+    pub fn row_into(&self, r: usize, out: &mut [f32]) {
+        match *self {
+            MatRef::F32 { w, cols, .. } => out.copy_from_slice(&w[r * cols..(r + 1) * cols]),
+            MatRef::Q8 { q, s, cols, gs, .. } => {
+                let ng = cols / gs;
+                let groups = q[r * cols..(r + 1) * cols].chunks_exact(gs);
+                for ((o, qg), &sc) in out.chunks_exact_mut(gs).zip(groups).zip(&s[r * ng..]) {
+                    for (v, &qv) in o.iter_mut().zip(qg) {
+                        *v = qv as f32 * sc;
+                    }
+                }
+            }
         }
     }
 
@@ -58,33 +101,199 @@ impl<'a> MatRef<'a> {
                 rows: r.len(),
                 cols,
             },
+            MatRef::Q8 { q, s, cols, gs, .. } => {
+                let ng = cols / gs;
+                MatRef::Q8 {
+                    q: &q[r.start * cols..r.end * cols],
+                    s: &s[r.start * ng..r.end * ng],
+                    rows: r.len(),
+                    cols,
+                    gs,
+                }
+            }
         }
     }
 
     /// `out[i] = row_i · x` for every row, on the current thread.
-    fn rows_into(&self, x: &[f32], out: &mut [f32]) {
+    fn rows_into(&self, x: &Input<'_>, out: &mut [f32]) {
         match *self {
             MatRef::F32 { w, rows, cols } => {
                 debug_assert_eq!(out.len(), rows);
-                debug_assert_eq!(x.len(), cols);
-                f32_rows(w, cols, x, out)
+                debug_assert_eq!(x.x.len(), cols);
+                f32_rows(w, cols, x.x, out)
+            }
+            MatRef::Q8 {
+                q,
+                s,
+                rows,
+                cols,
+                gs,
+            } => {
+                debug_assert_eq!(out.len(), rows);
+                match x.q {
+                    Some(xq) if xq.gs == gs => q8_rows(q, s, cols, gs, xq, out),
+                    // not quantized for this group size (never the case inside one model)
+                    _ => q8_rows(q, s, cols, gs, &QuantVec::new(x.x, gs), out),
+                }
             }
         }
     }
 }
 
-fn have_avx2_fma() -> bool {
-    static HAVE: OnceLock<bool> = OnceLock::new();
-    *HAVE.get_or_init(|| {
+/// Quantizes `x` when one of `ws` is an int8 matrix (with the first such matrix's group size).
+fn quantize_input(x: &[f32], ws: &[MatRef<'_>]) -> Option<QuantVec> {
+    ws.iter()
+        .find_map(|w| w.group_size())
+        .map(|gs| QuantVec::new(x, gs))
+}
+
+/// A vector quantized in groups, the way the usual int8 reader quantizes activations
+/// (FORMATS.md §1.3): per group `scale = max|x| / 127`, `q = round(x / scale)`.
+#[derive(Clone, Debug)]
+pub struct QuantVec {
+    /// The int8 values, in `[-127, 127]`.
+    pub q: Vec<i8>,
+    /// One scale per group.
+    pub s: Vec<f32>,
+    /// Group size.
+    pub gs: usize,
+}
+
+impl QuantVec {
+    /// Quantizes `x` in groups of `gs` (`gs` must divide `x.len()`; a last partial group is
+    /// quantized on its own all the same).
+    pub fn new(x: &[f32], gs: usize) -> QuantVec {
+        let gs = gs.max(1);
+        let mut q = vec![0i8; x.len()];
+        let mut s = vec![0.0f32; x.len().div_ceil(gs)];
+        quantize_groups(x, gs, &mut q, &mut s, f32::round);
+        QuantVec { q, s, gs }
+    }
+}
+
+/// Group quantization: `scale = max|v| / 127`, `q = round(v / scale)` clamped to ±127; a
+/// group of zeros gets scale 0 and zeros. `round` is the rounding rule: activations use
+/// `f32::round` (C's `round`, as the usual int8 reader), weights quantized at load
+/// `f32::round_ties_even` (torch.round, as the exporter), so both give the exporter's bytes.
+pub fn quantize_groups(
+    x: &[f32],
+    gs: usize,
+    q: &mut [i8],
+    s: &mut [f32],
+    round: impl Fn(f32) -> f32,
+) {
+    for ((xg, qg), sc) in x.chunks(gs).zip(q.chunks_mut(gs)).zip(s.iter_mut()) {
+        let amax = xg.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let scale = amax / 127.0;
+        *sc = scale;
+        if scale > 0.0 {
+            for (o, &v) in qg.iter_mut().zip(xg) {
+                // `as` saturates (and maps NaN to 0), the clamp keeps -128 out
+                *o = (round(v / scale) as i8).max(-127);
+            }
+        } else {
+            qg.fill(0);
+        }
+    }
+}
+
+/// Sum of `a[i] * b[i]` in int32: exact for up to 133,000 products of values in ±127.
+pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| x as i32 * y as i32)
+        .sum::<i32>()
+}
+
+/// `out[r] = Σ_g (Σ_{j in g} w[r,j]·xq[j]) × sw[r,g] × xs[g]`: int8 products summed in int32
+/// per group, then scaled. `w` is `(out.len(), cols)`, `sw` its scales, `gs` divides `cols`.
+pub fn q8_rows(w: &[i8], sw: &[f32], cols: usize, gs: usize, x: &QuantVec, out: &mut [f32]) {
+    let rows = out.len();
+    assert!(gs > 0 && cols.is_multiple_of(gs) && x.gs == gs);
+    assert!(w.len() >= rows * cols && sw.len() >= rows * (cols / gs));
+    assert!(x.q.len() >= cols && x.s.len() >= cols / gs);
+    #[cfg(target_arch = "x86_64")]
+    if gs.is_multiple_of(32) {
+        match simd_level() {
+            Simd::Vnni => {
+                // SAFETY: the CPU has AVX2, FMA, AVX-512 VNNI and VL (checked); bounds and
+                // gs % 32 == 0 asserted above.
+                unsafe { q8_vnni::q8_rows(w, sw, cols, gs, &x.q, &x.s, out) };
+                return;
+            }
+            Simd::Avx2 => {
+                // SAFETY: the CPU has AVX2 and FMA (checked); bounds asserted above.
+                unsafe { q8_avx2::q8_rows(w, sw, cols, gs, &x.q, &x.s, out) };
+                return;
+            }
+            Simd::None => {}
+        }
+    }
+    q8_rows_portable(w, sw, cols, gs, &x.q, &x.s, out)
+}
+
+/// The portable int8 kernel: LLVM vectorises `dot_i8` (widening multiply-adds).
+pub fn q8_rows_portable(
+    w: &[i8],
+    sw: &[f32],
+    cols: usize,
+    gs: usize,
+    xq: &[i8],
+    xs: &[f32],
+    out: &mut [f32],
+) {
+    let ng = cols / gs;
+    for (r, o) in out.iter_mut().enumerate() {
+        let wr = &w[r * cols..(r + 1) * cols];
+        let sr = &sw[r * ng..(r + 1) * ng];
+        let mut acc = 0.0f32;
+        for (g, (wg, xg)) in wr.chunks_exact(gs).zip(xq.chunks_exact(gs)).enumerate() {
+            acc += dot_i8(wg, xg) as f32 * (sr[g] * xs[g]);
+        }
+        *o = acc;
+    }
+}
+
+/// Which explicit SIMD kernels this CPU can run (detected once, at run time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Simd {
+    /// Portable code only.
+    None,
+    /// AVX2 + FMA.
+    Avx2,
+    /// AVX2 + FMA and AVX-512 VNNI with 256-bit forms (VL): `vpdpbusd` for int8.
+    Vnni,
+}
+
+/// The best SIMD level of this CPU; `ZHLLAMA_SIMD=avx2|portable` caps it (for A/B checks).
+pub fn simd_level() -> Simd {
+    static LEVEL: OnceLock<Simd> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+            let cap = std::env::var("ZHLLAMA_SIMD").unwrap_or_default();
+            if cap == "portable"
+                || !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+            {
+                return Simd::None;
+            }
+            if cap != "avx2"
+                && is_x86_feature_detected!("avx512vnni")
+                && is_x86_feature_detected!("avx512vl")
+            {
+                return Simd::Vnni;
+            }
+            Simd::Avx2
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            false
+            Simd::None
         }
     })
+}
+
+fn have_avx2_fma() -> bool {
+    simd_level() != Simd::None
 }
 
 /// `out[i] = w[i*cols..(i+1)*cols] · x`, choosing the best kernel for this CPU.
@@ -240,39 +449,206 @@ mod avx2 {
     }
 }
 
+/// The int8 row kernel for x86-64, generated twice: with AVX2 only (`vpmaddubsw` then
+/// `vpmaddwd`) and with AVX-512 VNNI (`vpdpbusd`, one instruction for both). Both multiply
+/// unsigned by signed bytes, so the sign of x moves onto w (`vpsignb`) and |x| is the unsigned
+/// side: |x| ≤ 127 and |w| ≤ 127 keep the 16-bit pair sums of `vpmaddubsw` (≤ 32,258) exact.
+/// Four rows share each load of x; each group's int32 sums become f32 and are scaled with one
+/// FMA per row; the horizontal sum happens once per row.
+#[cfg(target_arch = "x86_64")]
+macro_rules! q8_kernel {
+    ($modname:ident, $features:literal, $step:ident) => {
+        pub(super) mod $modname {
+            use std::arch::x86_64::*;
+
+            /// `acc += Σ pairs |x|·sign(w, x)` in int32 lanes.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn step(acc: __m256i, ax: __m256i, sw: __m256i) -> __m256i {
+                super::$step(acc, ax, sw)
+            }
+
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn hsum(v: __m256) -> f32 {
+                let lo = _mm256_castps256_ps128(v);
+                let hi = _mm256_extractf128_ps(v, 1);
+                let s = _mm_add_ps(lo, hi);
+                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0b01));
+                _mm_cvtss_f32(s)
+            }
+
+            /// `N` rows starting at row `r`.
+            #[allow(clippy::too_many_arguments)]
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn block<const N: usize>(
+                w: *const i8,
+                sw: *const f32,
+                cols: usize,
+                gs: usize,
+                xq: *const i8,
+                xs: *const f32,
+                prefetch: Option<*const i8>,
+                out: &mut [f32],
+            ) {
+                let ng = cols / gs;
+                let mut acc = [_mm256_setzero_ps(); N];
+                for g in 0..ng {
+                    let mut iacc = [_mm256_setzero_si256(); N];
+                    let mut j = g * gs;
+                    while j < (g + 1) * gs {
+                        if let Some(pf) = prefetch {
+                            // this block's bytes are N * cols: two lines per 32 columns
+                            _mm_prefetch(pf.add(N * j), _MM_HINT_T0);
+                            _mm_prefetch(pf.add(N * j + 64), _MM_HINT_T0);
+                        }
+                        let xv = _mm256_loadu_si256(xq.add(j).cast());
+                        let ax = _mm256_sign_epi8(xv, xv);
+                        for k in 0..N {
+                            let wv = _mm256_loadu_si256(w.add(k * cols + j).cast());
+                            iacc[k] = step(iacc[k], ax, _mm256_sign_epi8(wv, xv));
+                        }
+                        j += 32;
+                    }
+                    let sx = *xs.add(g);
+                    for k in 0..N {
+                        let sc = _mm256_set1_ps(*sw.add(k * ng + g) * sx);
+                        acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[k]), sc, acc[k]);
+                    }
+                }
+                for k in 0..N {
+                    out[k] = hsum(acc[k]);
+                }
+            }
+
+            /// See [`super::q8_rows`]; needs `gs % 32 == 0` and the bounds it asserts.
+            #[target_feature(enable = $features)]
+            pub unsafe fn q8_rows(
+                w: &[i8],
+                sw: &[f32],
+                cols: usize,
+                gs: usize,
+                xq: &[i8],
+                xs: &[f32],
+                out: &mut [f32],
+            ) {
+                let rows = out.len();
+                let ng = cols / gs;
+                // Prefetch ~8 KiB ahead, in 4-row blocks (as the f32 kernel).
+                let dist = 8192usize.div_ceil(4 * cols.max(1));
+                let mut r = 0;
+                while r + 4 <= rows {
+                    let ahead = (r + 4 * dist) * cols;
+                    let pf = (ahead + 4 * cols <= w.len()).then(|| w.as_ptr().add(ahead));
+                    block::<4>(
+                        w.as_ptr().add(r * cols),
+                        sw.as_ptr().add(r * ng),
+                        cols,
+                        gs,
+                        xq.as_ptr(),
+                        xs.as_ptr(),
+                        pf,
+                        &mut out[r..r + 4],
+                    );
+                    r += 4;
+                }
+                while r < rows {
+                    block::<1>(
+                        w.as_ptr().add(r * cols),
+                        sw.as_ptr().add(r * ng),
+                        cols,
+                        gs,
+                        xq.as_ptr(),
+                        xs.as_ptr(),
+                        None,
+                        &mut out[r..r + 1],
+                    );
+                    r += 1;
+                }
+            }
+        }
+    };
+}
+
+/// AVX2: 16-bit pair sums (`vpmaddubsw`), then pairs of those to int32 (`vpmaddwd` with 1s).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn step_avx2(
+    acc: std::arch::x86_64::__m256i,
+    ax: std::arch::x86_64::__m256i,
+    sw: std::arch::x86_64::__m256i,
+) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    let p16 = _mm256_maddubs_epi16(ax, sw);
+    _mm256_add_epi32(acc, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+}
+
+/// AVX-512 VNNI (256-bit form): four products summed into each int32 lane in one instruction.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
+unsafe fn step_vnni(
+    acc: std::arch::x86_64::__m256i,
+    ax: std::arch::x86_64::__m256i,
+    sw: std::arch::x86_64::__m256i,
+) -> std::arch::x86_64::__m256i {
+    std::arch::x86_64::_mm256_dpbusd_epi32(acc, ax, sw)
+}
+
+#[cfg(target_arch = "x86_64")]
+q8_kernel!(q8_avx2, "avx2,fma", step_avx2);
+#[cfg(target_arch = "x86_64")]
+q8_kernel!(q8_vnni, "avx2,fma,avx512vnni,avx512vl", step_vnni);
+
 /// Rows per parallel task: about four tasks per thread (so that work stealing can even out),
 /// a multiple of 4 (the kernel's row block), and never so few rows that scheduling dominates.
-fn block_rows(rows: usize, cols: usize, threads: usize) -> usize {
+fn block_rows(w: &MatRef<'_>, rows: usize, threads: usize) -> usize {
+    let cols = w.cols();
     let per_task = rows.div_ceil(threads.max(1) * 4);
-    // at least ~16K multiply-adds per task
-    let min_rows = (16384 / cols.max(1)).max(4);
+    // at least ~16K multiply-adds per task (f32), ~48K for int8 (about three times faster)
+    let min_work = if w.group_size().is_some() {
+        49152
+    } else {
+        16384
+    };
+    let min_rows = (min_work / cols.max(1)).max(4);
     per_task.max(min_rows).div_ceil(4) * 4
 }
 
 /// `out = w · x`, parallel over row blocks. Call inside the model's pool.
 pub fn matmul(out: &mut [f32], x: &[f32], w: MatRef<'_>, threads: usize) {
     let rows = w.rows();
-    let bs = block_rows(rows, w.cols(), threads);
+    let xq = quantize_input(x, &[w]);
+    let x = Input { x, q: xq.as_ref() };
+    let bs = block_rows(&w, rows, threads);
     if threads <= 1 || bs >= rows {
-        w.rows_into(x, out);
+        w.rows_into(&x, out);
         return;
     }
     out.par_chunks_mut(bs).enumerate().for_each(|(i, o)| {
         let r0 = i * bs;
-        w.sub(r0..r0 + o.len()).rows_into(x, o);
+        w.sub(r0..r0 + o.len()).rows_into(&x, o);
     });
 }
 
 /// Several products of the same input in one parallel pass: `outs[i] = ws[i] · x`.
 pub fn matmul_many(outs: &mut [&mut [f32]], x: &[f32], ws: &[MatRef<'_>], threads: usize) {
+    let xq = quantize_input(x, ws);
+    let x = Input { x, q: xq.as_ref() };
     if threads <= 1 {
         for (o, w) in outs.iter_mut().zip(ws) {
-            w.rows_into(x, o);
+            w.rows_into(&x, o);
         }
         return;
     }
     let total: usize = ws.iter().map(|w| w.rows()).sum();
-    let bs = block_rows(total, ws.first().map_or(1, |w| w.cols()), threads);
+    let bs = match ws.first() {
+        Some(w) => block_rows(w, total, threads),
+        None => return,
+    };
     let mut tasks: Vec<(MatRef<'_>, &mut [f32])> = Vec::with_capacity(total / bs + ws.len());
     for (o, w) in outs.iter_mut().zip(ws) {
         for (i, chunk) in o.chunks_mut(bs).enumerate() {
@@ -280,7 +656,7 @@ pub fn matmul_many(outs: &mut [&mut [f32]], x: &[f32], ws: &[MatRef<'_>], thread
             tasks.push((w.sub(r0..r0 + chunk.len()), chunk));
         }
     }
-    tasks.into_par_iter().for_each(|(w, o)| w.rows_into(x, o));
+    tasks.into_par_iter().for_each(|(w, o)| w.rows_into(&x, o));
 }
 
 /// The SwiGLU FFN's first half in one pass: `hb = silu(w1 · x) ⊙ (w3 · x)`; `hb2` is scratch.
@@ -293,13 +669,15 @@ pub fn swiglu(
     threads: usize,
 ) {
     let rows = w1.rows();
+    let xq = quantize_input(x, &[w1, w3]);
+    let x = Input { x, q: xq.as_ref() };
     // Blocks are multiples of 4 rows, so every row meets the same kernel whatever the thread
     // count: results do not depend on it.
-    let bs = block_rows(rows, w1.cols(), threads);
+    let bs = block_rows(&w1, rows, threads);
     let task = |r0: usize, a: &mut [f32], b: &mut [f32]| {
         let r = r0..r0 + a.len();
-        w1.sub(r.clone()).rows_into(x, a);
-        w3.sub(r).rows_into(x, b);
+        w1.sub(r.clone()).rows_into(&x, a);
+        w3.sub(r).rows_into(&x, b);
         for (v, g) in a.iter_mut().zip(b.iter()) {
             // silu(v) = v * sigmoid(v), then the gate; same operation order as run.c
             let mut val = *v;

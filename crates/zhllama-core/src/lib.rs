@@ -2,7 +2,8 @@
 //!
 //! The zhllama inference engine for llama2.c-format models: no Python and no CLI inside.
 //!
-//! - [`Model`]: loads a checkpoint (versions 0 and 1, FORMATS.md §1) by memory-mapping it,
+//! - [`Model`]: loads a checkpoint (versions 0, 1 and 2 = int8, FORMATS.md §1, or an f32 one
+//!   quantized at load with [`Quantize`]) by memory-mapping it,
 //!   validates it against the file size, owns a KV cache and a rayon thread pool of its own,
 //!   and runs [`Model::forward`].
 //! - [`Tokenizer`]: reads `tokenizer.bin` in both byte-token formats; [`Tokenizer::encode`] is
@@ -31,7 +32,7 @@ pub mod model;
 pub mod sampler;
 pub mod tokenizer;
 
-pub use checkpoint::{read_config, Config, MAGIC};
+pub use checkpoint::{choose_group_size, read_config, Config, Quantize, MAGIC};
 pub use error::{Error, Result};
 pub use generate::{chat_prompt, GenerateOptions, Generation, GenerationStats, Generator};
 pub use model::{default_threads, Model};

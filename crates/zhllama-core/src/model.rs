@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::checkpoint::{Checkpoint, Config};
+use crate::checkpoint::{Checkpoint, Config, Quantize};
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, Generation, Generator};
 use crate::kernels::{self, MatRef};
@@ -70,7 +70,7 @@ pub fn default_threads() -> usize {
 }
 
 impl Model {
-    /// Loads a checkpoint (version 0 or 1) by memory-mapping it, and optionally its tokenizer.
+    /// Loads a checkpoint (version 0, 1 or 2) by memory-mapping it, and optionally its tokenizer.
     ///
     /// - `tokenizer`: a `tokenizer.bin`; it must hold exactly the model's vocab size entries.
     ///   `None` loads none (then [`Model::generate`] is unavailable, [`Model::forward`] works).
@@ -84,8 +84,20 @@ impl Model {
         tokenizer: Option<&Path>,
         threads: Option<usize>,
     ) -> Result<Model> {
+        Model::load_with(path, tokenizer, threads, Quantize::None)
+    }
+
+    /// [`Model::load`], quantizing an f32 checkpoint to int8 in memory when `quantize` asks
+    /// for it (the weights then take a quarter of the memory, and the matmuls run in int8).
+    /// A group size that does not divide dim and hidden is an [`Error::BadArgument`].
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        tokenizer: Option<&Path>,
+        threads: Option<usize>,
+        quantize: Quantize,
+    ) -> Result<Model> {
         let path = path.as_ref();
-        let ckpt = Checkpoint::open(path)?;
+        let ckpt = Checkpoint::open_with(path, quantize)?;
         let tokenizer = match tokenizer {
             Some(t) => Some(Tokenizer::from_file(t, Some(ckpt.config.vocab_size))?),
             None => None,
@@ -150,13 +162,18 @@ impl Model {
     pub fn seq_len(&self) -> usize {
         self.config().seq_len
     }
-    /// Checkpoint format version (0 or 1).
+    /// Format version of the weights in memory: 0, 1, or 2 (int8, from the file or quantized
+    /// at load).
     pub fn version(&self) -> u32 {
         self.config().version
     }
     /// Whether the weights are int8-quantized.
     pub fn quantized(&self) -> bool {
         self.config().quantized()
+    }
+    /// The int8 group size; 0 for f32 weights.
+    pub fn group_size(&self) -> usize {
+        self.config().group_size
     }
     /// The number of threads of the model's pool.
     pub fn threads(&self) -> usize {
@@ -262,8 +279,8 @@ fn forward(
     let (d, hs, kvd, t_max) = (c.dim, c.head_size(), c.kv_dim(), c.seq_len);
     let kv_mul = c.n_heads / c.n_kv_heads; // query heads per kv head
 
-    // x = embedding[token]                                             (d)
-    s.x.copy_from_slice(&st.slice(&w.tok_emb)[token * d..(token + 1) * d]);
+    // x = embedding[token] (an int8 row is dequantized)                (d)
+    st.mat(&w.tok_emb).row_into(token, &mut s.x);
 
     // RoPE rotation for this position: one (cos, sin) per pair within a head, the same for
     // every head (run.c computes it per element; the values are identical).
