@@ -789,4 +789,163 @@ mod tests {
             assert!((dot_portable(&w[..cols], &x) - want[0]).abs() < 1e-4);
         }
     }
+
+    /// Deterministic int8 values in [-127, 127], the extremes included.
+    fn i8s(n: usize, seed: usize) -> Vec<i8> {
+        (0..n)
+            .map(|i| match (i * 7919 + seed * 104729) % 263 {
+                0 => -127,
+                1 => 127,
+                k => (k % 255) as i8,
+            })
+            .map(|v: i8| v.max(-127))
+            .collect()
+    }
+
+    /// Every int8 kernel against the scalar reference: with unit scales the f32 result is the
+    /// int32 sum, exactly (sums stay far below 2^24, where f32 holds every integer).
+    #[test]
+    fn int8_kernels_equal_the_int32_reference_exactly() {
+        let levels: Vec<Simd> = [Simd::None, Simd::Avx2, Simd::Vnni]
+            .into_iter()
+            .filter(|&l| match l {
+                Simd::None => true,
+                Simd::Avx2 => simd_level() != Simd::None,
+                Simd::Vnni => simd_level() == Simd::Vnni,
+            })
+            .collect();
+        for &(rows, cols, gs) in &[
+            (1, 32, 32),
+            (5, 64, 32),
+            (9, 288, 32),
+            (7, 768, 64),
+            (13, 1376, 32),
+            (4, 12, 4),
+            (3, 172, 4),
+            (6, 9, 1),
+        ] {
+            let w = i8s(rows * cols, 1);
+            let xq = i8s(cols, 2);
+            let ng = cols / gs;
+            let x = QuantVec {
+                q: xq.clone(),
+                s: vec![1.0; ng],
+                gs,
+            };
+            let sw = vec![1.0f32; rows * ng];
+            let want: Vec<f32> = w
+                .chunks_exact(cols)
+                .map(|r| {
+                    let exact: i64 = r.iter().zip(&xq).map(|(&a, &b)| a as i64 * b as i64).sum();
+                    assert_eq!(exact, dot_i8(r, &xq) as i64);
+                    exact as f32
+                })
+                .collect();
+            for &level in &levels {
+                let mut got = vec![0.0f32; rows];
+                match level {
+                    Simd::None => q8_rows_portable(&w, &sw, cols, gs, &xq, &x.s, &mut got),
+                    #[cfg(target_arch = "x86_64")]
+                    Simd::Avx2 if gs % 32 == 0 => unsafe {
+                        q8_avx2::q8_rows(&w, &sw, cols, gs, &xq, &x.s, &mut got)
+                    },
+                    #[cfg(target_arch = "x86_64")]
+                    Simd::Vnni if gs % 32 == 0 => unsafe {
+                        q8_vnni::q8_rows(&w, &sw, cols, gs, &xq, &x.s, &mut got)
+                    },
+                    _ => q8_rows(&w, &sw, cols, gs, &x, &mut got),
+                }
+                assert_eq!(got, want, "{level:?} {rows}x{cols} gs {gs}");
+            }
+            // the extreme: every product 127 * 127 (or -127 * -127), a whole row
+            let wmax = vec![-127i8; rows * cols];
+            let xmin = QuantVec {
+                q: vec![-127; cols],
+                s: vec![1.0; ng],
+                gs,
+            };
+            let mut got = vec![0.0f32; rows];
+            q8_rows(&wmax, &sw, cols, gs, &xmin, &mut got);
+            assert!(got.iter().all(|&v| v == (127 * 127 * cols) as f32));
+        }
+    }
+
+    #[test]
+    fn quantize_dequantize_bounds() {
+        let x: Vec<f32> = (0..256)
+            .map(|i| ((i * 37) % 101) as f32 / 7.0 - 7.0)
+            .chain([0.0; 32])
+            .chain((0..32).map(|i| if i == 5 { 1e-30 } else { 0.0 }))
+            .collect();
+        for gs in [1, 4, 32, 64] {
+            let q = QuantVec::new(&x, gs);
+            assert_eq!(q.s.len(), x.len() / gs);
+            for (g, (xg, qg)) in x.chunks(gs).zip(q.q.chunks(gs)).enumerate() {
+                let s = q.s[g];
+                let amax = xg.iter().fold(0f32, |m, v| m.max(v.abs()));
+                assert_eq!(s, amax / 127.0);
+                for (&v, &qv) in xg.iter().zip(qg) {
+                    assert!((-127..=127).contains(&qv));
+                    // rounding moves a value at most half a step
+                    assert!(
+                        (v - qv as f32 * s).abs() <= s / 2.0 * (1.0 + 1e-5),
+                        "{v} {qv} {s}"
+                    );
+                }
+                if amax > 0.0 {
+                    assert!(qg.iter().any(|&v| v.unsigned_abs() == 127));
+                } else {
+                    assert!(s == 0.0 && qg.iter().all(|&v| v == 0));
+                }
+            }
+            // a dequantized row of a matrix is q × scale
+            let m = MatRef::Q8 {
+                q: &q.q,
+                s: &q.s,
+                rows: x.len() / 64,
+                cols: 64,
+                gs,
+            };
+            let mut row = vec![0.0; 64];
+            m.row_into(2, &mut row);
+            for (j, v) in row.iter().enumerate() {
+                assert_eq!(*v, q.q[128 + j] as f32 * q.s[(128 + j) / gs]);
+            }
+        }
+        // NaN and infinities do not panic
+        let q = QuantVec::new(&[f32::NAN, 1.0, f32::INFINITY, -2.0], 2);
+        assert_eq!(q.q.len(), 4);
+    }
+
+    #[test]
+    fn int8_matmul_is_close_to_f32_and_thread_independent() {
+        let (rows, cols, gs) = (37, 288, 32);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
+            .collect();
+        let x: Vec<f32> = (0..cols)
+            .map(|i| ((i * 31) % 13) as f32 / 13.0 - 0.4)
+            .collect();
+        let wq = QuantVec::new(&w, gs);
+        let m = MatRef::Q8 {
+            q: &wq.q,
+            s: &wq.s,
+            rows,
+            cols,
+            gs,
+        };
+        let want = naive(&w, cols, &x);
+        let mut one = vec![0.0; rows];
+        matmul(&mut one, &x, m, 1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let mut two = vec![0.0; rows];
+        pool.install(|| matmul(&mut two, &x, m, 2));
+        assert_eq!(one, two);
+        for (a, b) in want.iter().zip(&one) {
+            assert!((a - b).abs() < 0.05, "{a} vs {b}");
+        }
+    }
 }

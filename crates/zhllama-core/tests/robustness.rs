@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
-use zhllama_core::{Error, GenerateOptions, Model, Tokenizer, MAGIC};
+use zhllama_core::{Error, GenerateOptions, Model, Quantize, Tokenizer, MAGIC};
 
 fn tmpdir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("zhllama-core-robust-{}", std::process::id()));
@@ -25,7 +25,11 @@ impl Lcg {
 }
 
 /// A small valid checkpoint: dim 8, hidden 12, 2 layers, 2 heads, 1 kv head, vocab 300, seq 16.
+/// Version 2 holds the version-1 weights quantized with group size 4.
 fn checkpoint(version: u32, shared: bool) -> Vec<u8> {
+    if version == 2 {
+        return quantize_v1(&checkpoint(1, shared), 4);
+    }
     let (d, h, l, nh, nkv, v, t) = (8usize, 12usize, 2usize, 2usize, 1usize, 300usize, 16usize);
     let hs = d / nh;
     let kvd = nkv * hs;
@@ -56,6 +60,59 @@ fn checkpoint(version: u32, shared: bool) -> Vec<u8> {
     for _ in 0..floats {
         out.extend_from_slice(&rng.f().to_le_bytes());
     }
+    out
+}
+
+/// The test model's tensors in a version-1 body, after the norms: their value counts.
+fn v1_tensor_sizes(shared: bool) -> (usize, Vec<usize>) {
+    let (d, h, l, kvd, v) = (8usize, 12usize, 2usize, 4usize, 300usize);
+    let mut sizes = vec![v * d];
+    for n in [d * d, kvd * d, kvd * d, d * d, h * d, d * h, h * d] {
+        sizes.extend(std::iter::repeat_n(n, l));
+    }
+    if !shared {
+        sizes.push(v * d);
+    }
+    (2 * l * d + d, sizes)
+}
+
+/// A version-1 file as version 2 with group size `gs`, quantized as FORMATS.md §1.3 says
+/// (scale = max|w| / 127, q = round-half-even(w / scale), as the exporter's torch.round).
+fn quantize_v1(v1: &[u8], gs: i32) -> Vec<u8> {
+    let shared = v1[36] != 0;
+    let mut out = v1[..256].to_vec();
+    out[4..8].copy_from_slice(&2i32.to_le_bytes());
+    out[37..41].copy_from_slice(&gs.to_le_bytes());
+    let floats: Vec<f32> = v1[256..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let (norms, sizes) = v1_tensor_sizes(shared);
+    for f in &floats[..norms] {
+        out.extend_from_slice(&f.to_le_bytes());
+    }
+    let mut at = norms;
+    for n in sizes {
+        let t = &floats[at..at + n];
+        at += n;
+        let mut scales = Vec::new();
+        for g in t.chunks(gs as usize) {
+            let s = g.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            scales.push(s);
+            for v in g {
+                let q = if s > 0.0 {
+                    (v / s).round_ties_even()
+                } else {
+                    0.0
+                };
+                out.push(q as i8 as u8);
+            }
+        }
+        for s in scales {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+    }
+    assert_eq!(at, floats.len());
     out
 }
 
@@ -112,7 +169,7 @@ fn exercise(model: &Path, tok: &Path) -> Result<(), Error> {
 #[test]
 fn valid_checkpoints_load_in_all_formats() {
     let tok = write("tok.bin", &tokenizer_bytes());
-    for version in [0, 1] {
+    for version in [0, 1, 2] {
         for shared in [true, false] {
             let p = write(
                 &format!("ok-{version}-{shared}.bin"),
@@ -126,9 +183,86 @@ fn valid_checkpoints_load_in_all_formats() {
                 (m.dim(), m.n_heads(), m.n_kv_heads(), m.vocab_size()),
                 (8, 2, 1, 300)
             );
-            assert!(!m.quantized());
+            assert_eq!(m.quantized(), version == 2);
+            assert_eq!(m.group_size(), if version == 2 { 4 } else { 0 });
         }
     }
+}
+
+#[test]
+fn int8_file_and_quantize_at_load_agree_and_stay_close_to_f32() {
+    for shared in [true, false] {
+        let p1 = write(&format!("q-v1-{shared}.bin"), &checkpoint(1, shared));
+        let p2 = write(&format!("q-v2-{shared}.bin"), &checkpoint(2, shared));
+        let mut f = Model::load(&p1, None, Some(1)).unwrap();
+        let mut q = Model::load(&p2, None, Some(2)).unwrap();
+        let quant = Quantize::Q8 { group_size: None };
+        let mut ql = Model::load_with(&p1, None, Some(1), quant).unwrap();
+        assert_eq!((ql.version(), ql.group_size()), (2, 4));
+        for pos in 0..6 {
+            let tok = 7 + 13 * pos as u32;
+            let lf = f.forward(tok, pos).unwrap().to_vec();
+            let lq = q.forward(tok, pos).unwrap().to_vec();
+            // the same bytes in memory as in the file: the same logits, bit for bit
+            assert_eq!(lq, ql.forward(tok, pos).unwrap().to_vec());
+            let scale = lf.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let err = lf
+                .iter()
+                .zip(&lq)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                err <= 0.1 * scale + 1e-3,
+                "pos {pos}: int8 off by {err} (scale {scale})"
+            );
+        }
+        // an int8 file asked to be int8 again is used as it is
+        assert!(Model::load_with(&p2, None, Some(1), quant).is_ok());
+    }
+}
+
+#[test]
+fn bad_group_sizes_are_errors() {
+    let good = checkpoint(2, true);
+    // 3 divides neither; 8 divides dim 8 but not hidden 12; 0 and negatives are nonsense
+    for gs in [0i32, -4, 3, 8, 5, i32::MIN] {
+        let mut b = good.clone();
+        b[37..41].copy_from_slice(&gs.to_le_bytes());
+        let p = write("bad-gs.bin", &b);
+        let e = Model::load(&p, None, Some(1)).err().expect("must not load");
+        let msg = e.to_string();
+        assert!(
+            matches!(e, Error::BadFile { .. }) && msg.contains("group size"),
+            "{msg}"
+        );
+    }
+    // a consistent file with group size 2 (divides both) loads; with 4's size it is truncated
+    let v1 = checkpoint(1, true);
+    let p = write("gs2.bin", &quantize_v1(&v1, 2));
+    assert_eq!(Model::load(&p, None, Some(1)).unwrap().group_size(), 2);
+    let mut b = quantize_v1(&v1, 2);
+    b[37..41].copy_from_slice(&4i32.to_le_bytes());
+    let p = write("gs2-as-4.bin", &b);
+    let e = Model::load(&p, None, Some(1)).err().unwrap().to_string();
+    assert!(e.contains("implies") && e.contains("group size 4"), "{e}");
+    // quantizing at load: the group size must divide dim and hidden too
+    let p1 = write("gs-v1.bin", &v1);
+    for gs in [0usize, 3, 8, 64] {
+        let q = Quantize::Q8 {
+            group_size: Some(gs),
+        };
+        let e = Model::load_with(&p1, None, None, q).err().unwrap();
+        assert!(matches!(e, Error::BadArgument(_)), "{e}");
+    }
+    let q = Quantize::Q8 {
+        group_size: Some(2),
+    };
+    assert_eq!(
+        Model::load_with(&p1, None, None, q).unwrap().group_size(),
+        2
+    );
+    // an int8 file cannot be requantized to another group size
+    let p2 = write("gs-v2.bin", &good);
+    assert!(Model::load_with(&p2, None, None, q).is_err());
 }
 
 #[test]
@@ -179,7 +313,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
 
     #[test]
-    fn truncated_checkpoints_are_errors(version in 0u32..2, shared: bool, cut in 0.0f64..1.0) {
+    fn truncated_checkpoints_are_errors(version in 0u32..3, shared: bool, cut in 0.0f64..1.0) {
         let full = checkpoint(version, shared);
         let n = (full.len() as f64 * cut) as usize;
         prop_assume!(n < full.len());
@@ -189,7 +323,7 @@ proptest! {
     }
 
     #[test]
-    fn bit_flipped_checkpoints_never_panic(version in 0u32..2, shared: bool, flips in prop::collection::vec((0usize..300, 0u8..8), 1..4)) {
+    fn bit_flipped_checkpoints_never_panic(version in 0u32..3, shared: bool, flips in prop::collection::vec((0usize..300, 0u8..8), 1..4)) {
         let mut bytes = checkpoint(version, shared);
         // flips in the header (first 40 bytes) and anywhere in the file
         for (i, (at, bit)) in flips.iter().enumerate() {
@@ -220,6 +354,22 @@ proptest! {
         let p = write("crafted.bin", &bytes);
         if let Ok(mut m) = Model::load(&p, None, Some(1)) {
             // it can only load when the size matched exactly: then it must run
+            let _ = m.forward(0, 0).unwrap();
+        }
+    }
+
+    #[test]
+    fn hand_crafted_int8_headers_never_panic(small in prop::array::uniform7(1i32..40), gs in -2i32..20, tail in 0usize..2048) {
+        let mut bytes = MAGIC.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&2i32.to_le_bytes());
+        for x in small {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        bytes.push(1);
+        bytes.extend_from_slice(&gs.to_le_bytes());
+        bytes.resize(256 + tail, 0);
+        let p = write("crafted-v2.bin", &bytes);
+        if let Ok(mut m) = Model::load(&p, None, Some(2)) {
             let _ = m.forward(0, 0).unwrap();
         }
     }
