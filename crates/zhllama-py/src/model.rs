@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
-use zhllama_core::{Config, GenerateOptions, Generator, Model};
+use zhllama_core::{Config, GenerateOptions, Generator, Model, Quantize};
 
 use crate::errors::{bad_arg, stream_invalidated, to_py};
 use crate::tokenizer::{token_id, PyTokenizer};
@@ -70,23 +70,42 @@ fn options(
 
 #[pymethods]
 impl PyModel {
-    /// Loads `checkpoint` (llama2.c version 0 or 1) and optionally its `tokenizer.bin`;
-    /// `threads` None or 0 means the number of physical cores.
+    /// Loads `checkpoint` (llama2.c version 0, 1 or 2 = int8) and optionally its
+    /// `tokenizer.bin`; `threads` None or 0 means the number of physical cores; `quantize="q8"`
+    /// quantizes an f32 checkpoint to int8 at load (`group_size` None: the largest of 64, 32,
+    /// ... that divides dim and hidden).
     #[new]
-    #[pyo3(signature = (checkpoint, tokenizer=None, threads=None))]
+    #[pyo3(signature = (checkpoint, tokenizer=None, threads=None, quantize=None, group_size=None))]
     fn new(
         py: Python<'_>,
         checkpoint: PathBuf,
         tokenizer: Option<PathBuf>,
         threads: Option<i64>,
+        quantize: Option<&str>,
+        group_size: Option<i64>,
     ) -> PyResult<Self> {
         let threads = match threads {
             Some(n) if n < 0 => return Err(bad_arg(format!("threads must be >= 0, got {n}"))),
             Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
             None => None,
         };
+        let group_size = match group_size {
+            Some(n) if n <= 0 => {
+                return Err(bad_arg(format!("group_size must be positive, got {n}")))
+            }
+            Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            None => None,
+        };
+        let quantize = match quantize.map(str::parse::<Quantize>).transpose() {
+            Ok(Some(Quantize::Q8 { .. })) => Quantize::Q8 { group_size },
+            Ok(_) if group_size.is_some() => {
+                return Err(bad_arg("group_size needs quantize=\"q8\""));
+            }
+            Ok(_) => Quantize::None,
+            Err(e) => return Err(to_py(e)),
+        };
         let model = py
-            .detach(|| Model::load(&checkpoint, tokenizer.as_deref(), threads))
+            .detach(|| Model::load_with(&checkpoint, tokenizer.as_deref(), threads, quantize))
             .map_err(to_py)?;
         let tokenizer = match model.tokenizer() {
             Some(t) => Some(Py::new(py, PyTokenizer { tok: t.clone() })?),
@@ -136,7 +155,8 @@ impl PyModel {
     fn seq_len(&self) -> usize {
         self.config.seq_len
     }
-    /// Checkpoint format version (0 = legacy llama2.c, 1 = fp32 with header).
+    /// Format version of the weights (0 = legacy llama2.c, 1 = fp32 with header, 2 = int8,
+    /// also for an f32 checkpoint quantized at load).
     #[getter]
     fn version(&self) -> u32 {
         self.config.version
@@ -145,6 +165,11 @@ impl PyModel {
     #[getter]
     fn quantized(&self) -> bool {
         self.config.quantized()
+    }
+    /// The int8 group size (0 for f32 weights).
+    #[getter]
+    fn group_size(&self) -> usize {
+        self.config.group_size
     }
     /// Whether the classifier shares the embedding's weights.
     #[getter]

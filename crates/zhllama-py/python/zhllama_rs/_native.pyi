@@ -3,7 +3,7 @@ by zhllama_rs."""
 
 import os
 from collections.abc import Iterable
-from typing import final
+from typing import Literal, final
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +50,8 @@ class Model:
         checkpoint: str | os.PathLike[str],
         tokenizer: str | os.PathLike[str] | None = None,
         threads: int | None = None,
+        quantize: Literal["q8", "int8", "none"] | None = None,
+        group_size: int | None = None,
     ) -> Model: ...
     @property
     def dim(self) -> int: ...
@@ -69,6 +71,8 @@ class Model:
     def version(self) -> int: ...
     @property
     def quantized(self) -> bool: ...
+    @property
+    def group_size(self) -> int: ...
     @property
     def shared_classifier(self) -> bool: ...
     @property
