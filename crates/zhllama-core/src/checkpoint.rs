@@ -666,6 +666,9 @@ impl Checkpoint {
             .len(len)
             .map_anon()
             .map_err(|e| Error::io(path, e))?;
+        // the same transparent huge pages as a big file gets (see `map_weights`); a hint
+        #[cfg(target_os = "linux")]
+        let _ = img.advise(memmap2::Advice::HugePage);
         let ints = [
             c.dim,
             c.hidden_dim,
