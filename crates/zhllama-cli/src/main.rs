@@ -28,6 +28,9 @@ Behaviour at the edges (the same as llama2.c's run.c unless said otherwise):
   - Arguments that are not valid UTF-8 are a usage error (exit 2).
   - A bad checkpoint or tokenizer (missing, truncated, wrong vocab size, ...) prints one line
     naming the file and the problem, and exits with status 1.
+  - An int8 checkpoint (version 2) runs int8 matmuls; --quantize q8 quantizes an f32 one at load
+    (the exporter's llama2c-int8 bytes). A group size that does not divide both dim and hidden
+    is an error.
 
 The story goes to stdout followed by a newline; 'achieved tok/s: X' goes to stderr.
 

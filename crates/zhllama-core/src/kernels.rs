@@ -13,8 +13,15 @@
 //!   build still uses them) an explicit 4-rows × 16-columns kernel; elsewhere a plain
 //!   `chunks_exact` loop with eight lanes that LLVM vectorises.
 //!
+//! - int8 matrices (FORMATS.md §1.3): the input vector is quantized once per product in the
+//!   matrix's groups (`scale = max|x| / 127`), each group's int8 × int8 products are summed
+//!   exactly in int32, then scaled by both scales into an f32 sum. On x86-64 the row kernel is
+//!   chosen at run time: AVX-512 VNNI (`vpdpbusd`, 256-bit form) or AVX2 (`vpmaddubsw` +
+//!   `vpmaddwd`), both for group sizes that are multiples of 32; anything else runs a portable
+//!   loop that LLVM vectorises. Same thread pool, row blocks and prefetching as f32.
+//!
 //! Summation order therefore differs from a naive serial loop; results agree with it to float
-//! rounding.
+//! rounding. (The int32 group sums are exact in every kernel.)
 
 use rayon::prelude::*;
 use std::sync::OnceLock;
