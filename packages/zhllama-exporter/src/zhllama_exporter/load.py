@@ -40,22 +40,9 @@ def load_any(path: Path) -> Loaded:
     fmt = sniff_format(path)
     if fmt != "ckpt":
         return Loaded(make_exporter(fmt).read_weights(path), fmt)
-    from zhllama_trainer.checkpoint import (
-        clean_state_dict,
-        load_checkpoint,
-        model_args_from,
-    )
-    from zhllama_trainer.model import Transformer
+    from zhllama_trainer.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(path)
-    model = Transformer(model_args_from(ckpt, path))
-    state = clean_state_dict(ckpt["model"])
-    if model.args.shared_classifier:
-        state.setdefault("output.weight", state.get("tok_embeddings.weight"))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise ZhllamaError(f"{path}: weights do not fit the model shape: {first}") from None
+    model = model_from_checkpoint(ckpt, path)
     tok = ckpt.get("tokenizer")
     return Loaded(from_model(model), fmt, Path(tok) if tok else None)

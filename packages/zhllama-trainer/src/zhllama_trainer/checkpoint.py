@@ -68,15 +68,19 @@ def load_model(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[Transformer, ModelArgs]:
     """The model of a ckpt.pt, in eval mode on `device`, and its ModelArgs."""
-    ckpt = load_checkpoint(path, device="cpu")
-    args = model_args_from(ckpt, path)
-    model = Transformer(args)
+    model = model_from_checkpoint(load_checkpoint(path, device="cpu"), path)
+    return model.to(device).eval(), model.args
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Transformer:
+    """Build the Transformer of an already loaded ckpt.pt dict (`path` is for messages)."""
+    model = Transformer(model_args_from(ckpt, path))
     state = clean_state_dict(ckpt["model"])
-    if args.shared_classifier:
+    if model.args.shared_classifier:
         state.setdefault("output.weight", state.get("tok_embeddings.weight"))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
         raise ZhllamaError(f"{path}: weights do not fit the model shape: {first}") from None
-    return model.to(device).eval(), args
+    return model
