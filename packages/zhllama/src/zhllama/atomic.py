@@ -20,8 +20,15 @@ from typing import IO, Any
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any]]:
     """Open a temporary sibling of `path` for writing; rename it to `path` on success."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    if target.exists() and not target.is_file() and not target.is_dir():
+        # a device, pipe or socket (/dev/stdout, /dev/null): renaming over it would replace the
+        # node itself, so write straight through; there is no half-written file to fear there
+        with _named(target), open(target, mode, **kwargs) as f:
+            yield f
+        return
+    with _named(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         # mkstemp creates the file 0600; give it the permissions a plain open() would have.
         os.chmod(fd, 0o666 & ~_umask())
@@ -30,9 +37,23 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename in (None, tmp):
+            # a full disk or failed rename: name the file the user asked for, not our temporary
+            raise OSError(e.errno, e.strerror, str(target)) from e
+        raise
+
+
+@contextlib.contextmanager
+def _named(target: Path) -> Iterator[None]:
+    """OSErrors without a file name (or naming a temporary) are re-raised naming `target`."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None or Path(e.filename).name.endswith(".tmp"):
+            raise OSError(e.errno, e.strerror, str(target)) from e
         raise
 
 

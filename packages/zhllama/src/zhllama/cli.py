@@ -137,11 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     except ZhllamaError as e:
         err_console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
         return 1
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+    except OSError as e:
+        # operating-system failures a user causes (missing, read-only, full, in the way)
         name = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        err_console.print(
-            f"[red]error:[/] {name}{e.strerror or e}", highlight=False, soft_wrap=True
-        )
+        why = e.strerror or str(e)
+        if isinstance(e, FileExistsError):
+            why = "exists and is not a folder"
+        err_console.print(f"[red]error:[/] {name}{why}", highlight=False, soft_wrap=True)
         return 1
     except _EXIT as e:
         return e.exit_code  # type: ignore[attr-defined]
