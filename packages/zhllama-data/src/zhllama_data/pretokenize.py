@@ -17,6 +17,7 @@ Workers are started with `spawn` (safe next to rich's refresh thread), so a scri
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing as mp
 import os
@@ -341,6 +342,11 @@ def pretokenize(
                 save(False)
         for w in writers.values():
             w.after_chunk(covered, final=True)
+    if not any(w.stories for w in writers.values()):
+        # an empty or wholly malformed source: shards nobody can train on are no result
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only if we left it empty
+        raise ZhllamaError(f"source {source_name!r} gave no stories; nothing written to {out}")
     manifest = save(True)
     seconds = time.perf_counter() - t0
     manifest_stats = {**stats, "seconds": seconds}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import signal
@@ -101,14 +102,26 @@ def find_tokenizer(c: TrainConfig, manifest: dict[str, Any]) -> Path | None:
     if c.tokenizer is not None:
         if not c.tokenizer.is_file():
             raise ZhllamaError(f"{c.tokenizer}: no such tokenizer model")
-        return c.tokenizer
+        return _same_as_data(c.tokenizer, c, manifest)
     named = manifest.get("tokenizer")
     if not named:
         return None
     for cand in (Path(named), c.data_dir / named, c.data_dir / Path(named).name):
         if cand.is_file():
-            return cand
+            return _same_as_data(cand, c, manifest)
     return None
+
+
+def _same_as_data(tok: Path, c: TrainConfig, manifest: dict[str, Any]) -> Path:
+    """`tok`, if it is the tokenizer the shards were made with (else its ids would not match)."""
+    want = manifest.get("tokenizer_sha256")
+    have = hashlib.sha256(tok.read_bytes()).hexdigest()
+    if want and have != want:
+        raise ZhllamaError(
+            f"{tok}: not the tokenizer the data in {c.data_dir} was made with (sha256 "
+            f"{have[:12]}…, the manifest says {want[:12]}…); pass that one or pretokenize again"
+        )
+    return tok
 
 
 def make_optimizer(model: Transformer, c: TrainConfig, device_type: str) -> torch.optim.AdamW:
