@@ -29,7 +29,11 @@ def sniff_format(path: Path) -> str:
         raise ZhllamaError(f"{path}: a directory without config.json is no model checkpoint")
     if not path.is_file():
         raise ZhllamaError(f"{path}: no such checkpoint file")
-    if zipfile.is_zipfile(path):  # torch.save writes a zip archive
+    with open(path, "rb") as f:
+        zip_start = f.read(4) == b"PK\x03\x04"
+    # torch.save writes a zip archive; a truncated one has lost its directory at the end but
+    # still starts like a zip, and must be reported as a damaged ckpt, not read as llama2c
+    if zip_start or zipfile.is_zipfile(path):
         return "ckpt"
     version = llama2c.sniff_version(path)
     return {0: "llama2c", 1: "llama2c-v1", 2: "llama2c-int8"}[version]
