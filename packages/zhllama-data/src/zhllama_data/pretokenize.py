@@ -21,6 +21,7 @@ import contextlib
 import math
 import multiprocessing as mp
 import os
+import signal
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -361,6 +362,21 @@ def pretokenize(
     return manifest
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ctrl-C reaches the whole process group: the parent stops the pool, while workers would
+    only print a traceback each, so they are started with SIGINT ignored."""
+    try:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def _encode_all(
     chunks: Iterator[Chunk],
     model: Path,
@@ -378,7 +394,9 @@ def _encode_all(
     # can deadlock; the workers' start-up cost is amortised over big chunks
     ctx = mp.get_context("spawn")
     init = (opts.tokenizer_component, str(model), opts.eos, source_name, opts.source_settings)
-    with ctx.Pool(opts.workers, initializer=_init_worker, initargs=init) as pool:
+    with _sigint_ignored():  # the workers are born ignoring it (SIG_IGN survives exec)
+        pool = ctx.Pool(opts.workers, initializer=_init_worker, initargs=init)
+    with pool:
         inflight: deque = deque()
         limit = 2 * opts.workers  # backpressure: never read the whole corpus ahead
         for chunk in chunks:
