@@ -60,10 +60,8 @@ def main(out: Path) -> int:
         "rust_vs_sentencepiece": sp_s / rs_s,
     }
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(
-        f"tok5000 on {STORIES:,} synthetic stories ({mb:.1f} MB, {tokens:,} tokens), one thread, "
-    )
-    print("same ids from both (checked):\n")
+    print(f"tok5000 on {STORIES:,} synthetic stories ({mb:.1f} MB, {tokens:,} tokens), one thread;")
+    print("both give the same ids (checked).\n")
     print("| encoder | MB/s | tokens/s |\n|---|---:|---:|")
     for name in ("sentencepiece", "zhllama_rs"):
         r = result[name]
