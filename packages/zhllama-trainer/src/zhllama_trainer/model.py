@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from zhllama.errors import ZhllamaError
 
+from zhllama_trainer.loss import linear_cross_entropy
+
 
 @dataclass
 class ModelArgs:
@@ -245,17 +247,18 @@ class Transformer(nn.Module):
         return self.norm(h)
 
     def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None):
-        """Logits (B, T, V) for every position; with `targets`, also the mean cross-entropy.
+        """Logits (B, T, V) for every position; with `targets`, (None, mean cross-entropy).
 
         Targets of -1 are ignored in the loss.
         """
-        logits = self.output(self._trunk(tokens, None, 0))
+        h = self._trunk(tokens, None, 0)
         if targets is None:
-            return logits
-        loss = F.cross_entropy(
-            logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1
+            return self.output(h)
+        # The loss without materialising the logits (see loss.py); no caller needs them.
+        loss = linear_cross_entropy(
+            h.reshape(-1, h.size(-1)), self.output.weight, targets.reshape(-1), ignore_index=-1
         )
-        return logits, loss
+        return None, loss
 
     @torch.inference_mode()
     def forward_cached(self, tokens: torch.Tensor, cache: KVCache, start_pos: int) -> torch.Tensor:
