@@ -15,12 +15,6 @@ from zhllama.config import parse_overrides
 from zhllama.errors import ZhllamaError
 
 from zhllama_data.cli_options import SettingsOpt, SourceArg
-from zhllama_data.pretokenize import (
-    PretokenizeOptions,
-    default_workers,
-    parse_fraction,
-    pretokenize,
-)
 
 
 def pretokenize_command(
@@ -56,6 +50,14 @@ def pretokenize_command(
 
     Example: [bold]zhllama data pretokenize synthetic -t data/tok5000.model -o data/shards[/bold]
     """
+    # imported here: the pipeline pulls in numpy, which every `zhllama` start would pay for
+    from zhllama_data.pretokenize import (
+        PretokenizeOptions,
+        default_workers,
+        parse_fraction,
+        pretokenize,
+    )
+
     if val_stories is not None and val_stories < 0:
         raise ZhllamaError(f"--val-stories must be 0 or more, not {val_stories}")
     if shard_tokens < 1 or chunk_stories < 1:
