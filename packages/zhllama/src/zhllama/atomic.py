@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,10 +27,13 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -
         with _named(target), open(target, mode, **kwargs) as f:
             yield f
         return
-    with _named(target):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp: str | None = None
     try:
+        # Ctrl-C is held back while the temporary is created, so it arrives with `tmp` known and
+        # the cleanup below removes it: no stray temporary survives an interrupt.
+        with _named(target), _sigint_deferred():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         # mkstemp creates the file 0600; give it the permissions a plain open() would have.
         os.chmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode, **kwargs) as f:
@@ -38,12 +42,26 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         if isinstance(e, OSError) and e.filename in (None, tmp):
             # a full disk or failed rename: name the file the user asked for, not our temporary
             raise OSError(e.errno, e.strerror, str(target)) from e
         raise
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Block SIGINT inside the block; a Ctrl-C meanwhile is delivered when it ends."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @contextlib.contextmanager
