@@ -4,6 +4,8 @@
 
 Each setting trains the same model from the same initial weights on the same batches (random
 tokens; a fixed set of 4 batches repeated, so the loss falls and the curves can be compared).
+"fp32 eager" is the original's setting (torch's SDPA attention); the others add bf16 autocast,
+fused AdamW and, on shapes with small heads, zhllama's CPU attention kernel.
 Settings run interleaved, round by round, and each keeps its best round, so a busy machine
 hurts them alike. Figures: tokens/s per setting, the ratio of the best to fp32 eager, the ratio
 to the original llama2.c train.py's measured speed on this machine type, and the final losses.
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from zhllama_trainer.cpu_attention import MAX_HEAD_DIM
 from zhllama_trainer.model import ModelArgs, Transformer
 from zhllama_trainer.runtime import cpu_has_bf16
 
@@ -32,16 +35,26 @@ SHAPES = {
 SEQ = 256
 
 
-def settings(with_compile: bool) -> dict[str, dict]:
+def settings(with_compile: bool, small_heads: bool) -> dict[str, dict]:
+    """The original's setting first (fp32, torch's SDPA attention), then ours."""
+    fp32, bf16 = torch.float32, torch.bfloat16
     out = {
-        "fp32 eager": {"dtype": torch.float32, "fused": False},
-        "fp32 fused AdamW": {"dtype": torch.float32, "fused": True},
+        "fp32 eager": {"dtype": fp32, "fused": False},
+        "fp32 fused AdamW": {"dtype": fp32, "fused": True},
     }
     if cpu_has_bf16():
-        out["bf16 autocast"] = {"dtype": torch.bfloat16, "fused": False}
-        out["bf16 autocast, fused AdamW"] = {"dtype": torch.bfloat16, "fused": True}
+        out["bf16 autocast"] = {"dtype": bf16, "fused": False}
+        out["bf16 autocast, fused AdamW"] = {"dtype": bf16, "fused": True}
+    if small_heads:  # heads small enough for zhllama's attention kernel (cpu_attention.py)
+        out["fp32, zhllama attention"] = {"dtype": fp32, "fused": False, "attention": "auto"}
+        if cpu_has_bf16():
+            out["bf16 autocast, zhllama attention"] = {
+                "dtype": bf16,
+                "fused": False,
+                "attention": "auto",
+            }
     if with_compile:
-        out["fp32 compile, fused AdamW"] = {"dtype": torch.float32, "fused": True, "compile": True}
+        out["fp32 compile, fused AdamW"] = {"dtype": fp32, "fused": True, "compile": True}
     return out
 
 
@@ -49,6 +62,7 @@ class Run:
     def __init__(self, args: ModelArgs, batch: int, cfg: dict, init: dict) -> None:
         self.model = Transformer(args)
         self.model.load_state_dict(init)
+        self.model.set_attention_kernel(cfg.get("attention", "sdpa"))
         self.fwd = torch.compile(self.model) if cfg.get("compile") else self.model
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3, fused=cfg["fused"])
         self.dtype = cfg["dtype"]
@@ -80,7 +94,8 @@ def bench_shape(name: str, steps: int, rounds: int, with_compile: bool) -> dict:
     args, batch = SHAPES[name]
     torch.manual_seed(0)
     init = Transformer(args).state_dict()
-    runs = {k: Run(args, batch, cfg, init) for k, cfg in settings(with_compile).items()}
+    small = args.head_dim <= MAX_HEAD_DIM
+    runs = {k: Run(args, batch, cfg, init) for k, cfg in settings(with_compile, small).items()}
     for r in runs.values():  # warm up (and compile)
         r.step()
     speed = {k: 0.0 for k in runs}

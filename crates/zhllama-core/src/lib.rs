@@ -11,6 +11,8 @@
 //! - [`Sampler`]: llama2.c's sampler and RNG, so a seed gives the same story.
 //! - [`Generator`] / [`Generation`]: the prompt then sampled tokens, as text pieces, with a
 //!   tokens-per-second report.
+//! - [`attention`]: causal attention forward and backward for CPU training (the trainer's
+//!   small-head fast path, through `zhllama_rs`).
 //! - [`Error`]: the one error type; nothing a user can feed the engine panics.
 //!
 //! ```no_run
@@ -24,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+pub mod attention;
 pub mod checkpoint;
 pub mod error;
 pub mod generate;

@@ -8,7 +8,17 @@ from typing import Literal, final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BOS", "EOS", "Model", "Stream", "Tokenizer", "run_cli", "__version__"]
+__all__ = [
+    "BOS",
+    "EOS",
+    "Model",
+    "Stream",
+    "Tokenizer",
+    "causal_attention_backward_f32",
+    "causal_attention_forward_f32",
+    "run_cli",
+    "__version__",
+]
 
 __version__: str
 BOS: int
@@ -103,3 +113,23 @@ class Model:
     def reset(self) -> None: ...
 
 def run_cli(argv: list[str]) -> int: ...
+def causal_attention_forward_f32(
+    q: npt.NDArray[np.float32],
+    k: npt.NDArray[np.float32],
+    v: npt.NDArray[np.float32],
+    out: npt.NDArray[np.float32],
+    lse: npt.NDArray[np.float32],
+    threads: int = 0,
+) -> None: ...
+def causal_attention_backward_f32(
+    q: npt.NDArray[np.float32],
+    k: npt.NDArray[np.float32],
+    v: npt.NDArray[np.float32],
+    out: npt.NDArray[np.float32],
+    lse: npt.NDArray[np.float32],
+    dout: npt.NDArray[np.float32],
+    dq: npt.NDArray[np.float32],
+    dk: npt.NDArray[np.float32],
+    dv: npt.NDArray[np.float32],
+    threads: int = 0,
+) -> None: ...

@@ -63,6 +63,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
     compile: bool = False
+    # auto: zhllama's CPU kernel for heads of up to 8 values (the tiny preset), else torch's
+    # scaled_dot_product_attention; sdpa: always torch's (zhllama_trainer/cpu_attention.py)
+    attention: str = "auto"
     threads: int | None = None  # CPU threads for torch; None: torch's default
     peak_flops: float | None = None  # for MFU; None: looked up for known GPUs
     seed: int = 1337
@@ -92,6 +95,8 @@ class TrainConfig:
             raise ZhllamaError(
                 f"dtype must be auto, float32, bfloat16 or float16, not {self.dtype}"
             )
+        if self.attention not in ("auto", "sdpa"):
+            raise ZhllamaError(f"attention must be auto or sdpa, not {self.attention}")
         if self.dim % self.n_heads:
             raise ZhllamaError(f"n_heads={self.n_heads} does not divide dim={self.dim}")
         kv = self.n_kv_heads or self.n_heads

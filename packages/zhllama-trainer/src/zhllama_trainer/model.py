@@ -17,7 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from zhllama.errors import ZhllamaError
 
+from zhllama_trainer import cpu_attention
 from zhllama_trainer.loss import linear_cross_entropy
+
+ATTENTION_KERNELS = ("auto", "sdpa")
 
 
 @dataclass
@@ -128,6 +131,7 @@ class Attention(nn.Module):
         self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
         self.dropout = args.dropout
         self.resid_dropout = nn.Dropout(args.dropout)
+        self.kernel = "auto"  # see Transformer.set_attention_kernel
 
     def forward(
         self,
@@ -143,6 +147,11 @@ class Attention(nn.Module):
         v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, hs)
+
+        if cache is None and T > 1 and self._own_kernel(q):
+            y = cpu_attention.causal_attention(q, k, v)  # (B, H, T, hs)
+            y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
+            return self.resid_dropout(self.wo(y))
 
         mask, causal = None, True
         if cache is not None:
@@ -172,6 +181,11 @@ class Attention(nn.Module):
         )  # (B, H, T, hs), scores scaled by 1/sqrt(hs)
         y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
         return self.resid_dropout(self.wo(y))
+
+    def _own_kernel(self, q: torch.Tensor) -> bool:
+        """Whether to use zhllama's CPU kernel (small heads, no attention dropout) over SDPA."""
+        no_dropout = self.dropout == 0.0 or not self.training
+        return self.kernel == "auto" and no_dropout and cpu_attention.usable(q)
 
 
 class FeedForward(nn.Module):
@@ -228,6 +242,16 @@ class Transformer(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
+
+    def set_attention_kernel(self, name: str) -> None:
+        """`auto`: zhllama's CPU kernel where it is faster (small heads on a CPU, see
+        cpu_attention.py), else `scaled_dot_product_attention`; `sdpa`: always SDPA."""
+        if name not in ATTENTION_KERNELS:
+            raise ZhllamaError(
+                f"attention must be one of {', '.join(ATTENTION_KERNELS)}, not {name}"
+            )
+        for layer in self.layers:
+            layer.attention.kernel = name
 
     def num_params(self) -> int:
         """Parameters counted once (the tied classifier is the embedding)."""

@@ -344,8 +344,9 @@ def train(
         saved = config_from_dict(ckpt["config"])
         # The run's shape and data stream come from the checkpoint; schedule keys may change.
         keep = {"max_iters", "eval_interval", "eval_iters", "log_interval", "device", "dtype",
-                "compile", "threads", "progress", "plot", "tensorboard", "wandb", "export_bin",
-                "lr_decay_iters", "min_lr", "data_dir", "out_dir", "peak_flops"}  # fmt: skip
+                "compile", "attention", "threads", "progress", "plot", "tensorboard", "wandb",
+                "export_bin", "lr_decay_iters", "min_lr", "data_dir", "out_dir",
+                "peak_flops"}  # fmt: skip
         c = dataclasses.replace(saved, **{k: getattr(c, k) for k in keep})
 
     if c.threads:
@@ -386,6 +387,7 @@ def _train(
 
     torch.manual_seed(c.seed)  # same initial weights on every rank
     model = Transformer(args).to(rt.device)
+    model.set_attention_kernel(c.attention)
     optimizer = make_optimizer(model, c, rt.device_type)
     batches = Batches(shards, c, rt)
     iter_num, best_val = 0, float("inf")
