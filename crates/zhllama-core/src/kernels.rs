@@ -393,6 +393,58 @@ mod avx2 {
         s
     }
 
+    /// `att[t] = q·k_t / scale`, k_t the `q.len()` values at `t * stride`; `q.len() % 8 == 0`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn scores(q: &[f32], keys: &[f32], stride: usize, scale: f32, att: &mut [f32]) {
+        let hs = q.len();
+        for (t, a) in att.iter_mut().enumerate() {
+            let k = keys.as_ptr().add(t * stride);
+            let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let mut j = 0;
+            while j + 16 <= hs {
+                s0 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(q.as_ptr().add(j)),
+                    _mm256_loadu_ps(k.add(j)),
+                    s0,
+                );
+                s1 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(q.as_ptr().add(j + 8)),
+                    _mm256_loadu_ps(k.add(j + 8)),
+                    s1,
+                );
+                j += 16;
+            }
+            if j < hs {
+                s0 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(q.as_ptr().add(j)),
+                    _mm256_loadu_ps(k.add(j)),
+                    s0,
+                );
+            }
+            *a = hsum(_mm256_add_ps(s0, s1)) / scale;
+        }
+    }
+
+    /// `out = Σ_t att[t] · v_t`, v_t the `out.len()` values at `t * stride`; `out.len() % 8 == 0`.
+    /// Up to 64 outputs stay in registers across all positions.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn weighted_sum(att: &[f32], values: &[f32], stride: usize, out: &mut [f32]) {
+        for c0 in (0..out.len()).step_by(64) {
+            let lanes = (out.len() - c0).min(64) / 8;
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for (t, &a) in att.iter().enumerate() {
+                let v = values.as_ptr().add(t * stride + c0);
+                let a = _mm256_set1_ps(a);
+                for (i, acc) in acc.iter_mut().enumerate().take(lanes) {
+                    *acc = _mm256_fmadd_ps(a, _mm256_loadu_ps(v.add(8 * i)), *acc);
+                }
+            }
+            for (i, acc) in acc.iter().enumerate().take(lanes) {
+                _mm256_storeu_ps(out.as_mut_ptr().add(c0 + 8 * i), *acc);
+            }
+        }
+    }
+
     /// Four rows at a time share each load of `x`; two accumulators per row keep eight FMAs
     /// in flight.
     #[target_feature(enable = "avx2,fma")]
@@ -728,6 +780,45 @@ pub fn rmsnorm_inplace(x: &mut [f32], w: &[f32]) {
     let ss = 1.0 / ss.sqrt();
     for (v, &g) in x.iter_mut().zip(w) {
         *v = g * (ss * *v);
+    }
+}
+
+/// One attention head at one position, over the KV cache: `att[t] = q·k_t / sqrt(hs)` for
+/// `t < att.len()`, softmax, then `out = Σ_t att[t] · v_t`. Key and value `t` start at
+/// `t * stride` in `keys` / `values` (the cache's row of position t, offset to this head).
+///
+/// On AVX2+FMA the scores and the weighted sum are vector loops over the head's values inlined
+/// here (a call per position to a dot product and a scalar sum over v cost a fifth of an
+/// int8 110M token); the softmax stays as it is (libm `exp`), like run.c's.
+pub fn attend(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    stride: usize,
+    att: &mut [f32],
+    out: &mut [f32],
+) {
+    let (hs, n) = (q.len(), att.len());
+    assert!(out.len() == hs && (n == 0 || (n - 1) * stride + hs <= keys.len().min(values.len())));
+    let scale = (hs as f32).sqrt();
+    #[cfg(target_arch = "x86_64")]
+    if have_avx2_fma() && hs % 8 == 0 {
+        // SAFETY: AVX2 and FMA are present; every row read is in bounds (asserted above).
+        unsafe { avx2::scores(q, keys, stride, scale, att) };
+        softmax(att);
+        // SAFETY: as above.
+        unsafe { avx2::weighted_sum(att, values, stride, out) };
+        return;
+    }
+    for (t, a) in att.iter_mut().enumerate() {
+        *a = dot(q, &keys[t * stride..t * stride + hs]) / scale;
+    }
+    softmax(att);
+    out.fill(0.0);
+    for (t, &a) in att.iter().enumerate() {
+        for (o, &v) in out.iter_mut().zip(&values[t * stride..t * stride + hs]) {
+            *o += a * v;
+        }
     }
 }
 

@@ -328,23 +328,12 @@ fn forward(
             let layer_k = &s.key_cache[l * t_max * kvd..(l + 1) * t_max * kvd];
             let layer_v = &s.value_cache[l * t_max * kvd..(l + 1) * t_max * kvd];
             let q = &s.q;
-            let scale = (hs as f32).sqrt();
+            // att = softmax(q_h · k_t / sqrt(hs)) over t <= pos; out = Σ_t att[t] · v_t
             let head = |h: usize, out: &mut [f32], att: &mut [f32]| {
-                let qh = &q[h * hs..(h + 1) * hs];
                 let kvo = (h / kv_mul) * hs;
-                let att = &mut att[..=pos];
-                for (t, a) in att.iter_mut().enumerate() {
-                    let kt = &layer_k[t * kvd + kvo..t * kvd + kvo + hs];
-                    *a = kernels::dot(qh, kt) / scale;
-                }
-                kernels::softmax(att);
-                out.fill(0.0);
-                for (t, &a) in att.iter().enumerate() {
-                    let vt = &layer_v[t * kvd + kvo..t * kvd + kvo + hs];
-                    for (o, &v) in out.iter_mut().zip(vt) {
-                        *o += a * v;
-                    }
-                }
+                let (keys, values) = (&layer_k[kvo..], &layer_v[kvo..]);
+                let qh = &q[h * hs..(h + 1) * hs];
+                kernels::attend(qh, keys, values, kvd, &mut att[..=pos], out);
             };
             if threads > 1 && (pos + 1) * d >= 32768 {
                 s.xb.par_chunks_mut(hs)
