@@ -393,12 +393,28 @@ mod avx2 {
         s
     }
 
+    /// Cache rows of later positions are requested this many positions ahead: a head's rows
+    /// are a few cache lines each, a cache row (kv_dim floats) apart, which the hardware
+    /// prefetchers do not follow across pages.
+    const AHEAD: usize = 8;
+
+    /// Prefetches the `n` floats at `p` (one request per cache line). Never dereferences `p`,
+    /// which may lie past the end of the cache.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn prefetch_row(p: *const f32, n: usize) {
+        for i in (0..n).step_by(16) {
+            _mm_prefetch(p.wrapping_add(i).cast::<i8>(), _MM_HINT_T0);
+        }
+    }
+
     /// `att[t] = q·k_t / scale`, k_t the `q.len()` values at `t * stride`; `q.len() % 8 == 0`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn scores(q: &[f32], keys: &[f32], stride: usize, scale: f32, att: &mut [f32]) {
         let hs = q.len();
         for (t, a) in att.iter_mut().enumerate() {
             let k = keys.as_ptr().add(t * stride);
+            prefetch_row(keys.as_ptr().wrapping_add((t + AHEAD) * stride), hs);
             let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
             let mut j = 0;
             while j + 16 <= hs {
@@ -434,6 +450,7 @@ mod avx2 {
             let mut acc = [_mm256_setzero_ps(); 8];
             for (t, &a) in att.iter().enumerate() {
                 let v = values.as_ptr().add(t * stride + c0);
+                prefetch_row(v.wrapping_add(AHEAD * stride), lanes * 8);
                 let a = _mm256_set1_ps(a);
                 for (i, acc) in acc.iter_mut().enumerate().take(lanes) {
                     *acc = _mm256_fmadd_ps(a, _mm256_loadu_ps(v.add(8 * i)), *acc);
