@@ -21,10 +21,13 @@ import sys
 import time
 from pathlib import Path
 
+# isort: off
+import zhllama_trainer  # noqa: F401  (before torch: it tunes torch's OpenMP, see its __init__)
 import torch
 from zhllama_trainer.cpu_attention import MAX_HEAD_DIM
 from zhllama_trainer.model import ModelArgs, Transformer
 from zhllama_trainer.runtime import cpu_has_bf16
+# isort: on
 
 # The original train.py (fp32 eager) on this 2-core machine type, tokens/s (issue 6).
 ORIGINAL = {"tiny": 12_100, "15M": 3_100}
