@@ -113,7 +113,7 @@ pub fn causal_attention_forward(
                     // SAFETY: simd_level() found AVX2 and FMA on this CPU.
                     return unsafe { avx2::forward_unit(s, qs, k, v, out, lse) };
                 }
-                forward_unit(s, qs, k, v, out, lse)
+                forward_unit::<Separate>(s, qs, k, v, out, lse)
             });
     });
     Ok(())
@@ -168,7 +168,7 @@ pub fn causal_attention_backward(
                     // SAFETY: simd_level() found AVX2 and FMA on this CPU.
                     return unsafe { avx2::backward_unit(s, &ins, dq, dk, dv) };
                 }
-                backward_unit(s, &ins, dq, dk, dv)
+                backward_unit::<Separate>(s, &ins, dq, dk, dv)
             });
     });
     Ok(())
@@ -189,7 +189,7 @@ mod avx2 {
         out: &mut [f32],
         lse: &mut [f32],
     ) {
-        super::forward_unit(s, qs, k, v, out, lse)
+        super::forward_unit::<Fused>(s, qs, k, v, out, lse)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -200,7 +200,33 @@ mod avx2 {
         dk: &mut [f32],
         dv: &mut [f32],
     ) {
-        super::backward_unit(s, u, dq, dk, dv)
+        super::backward_unit::<Fused>(s, u, dq, dk, dv)
+    }
+}
+
+/// How `a * b + c` is computed: fused where the CPU has FMA (one instruction, one rounding),
+/// as a multiply then an add elsewhere (`f32::mul_add` without FMA hardware is a libm call).
+/// Rust never fuses `a * b + c` on its own, so the kernels say which they want.
+trait MulAdd {
+    fn mul_add(a: f32, b: f32, c: f32) -> f32;
+}
+
+/// Fused multiply-add, for code compiled with the `fma` target feature.
+struct Fused;
+/// Multiply, then add.
+struct Separate;
+
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+impl MulAdd for Separate {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
     }
 }
 
@@ -208,8 +234,8 @@ mod avx2 {
 /// multiple of it (with zeros), so every inner loop runs over whole blocks.
 const L: usize = 8;
 
-/// Per-task scratch: k and v of one (sequence, kv head) transposed to `(head_dim, tp)` with
-/// `tp` = seq rounded up to a block, and two score rows.
+/// Per-task scratch: k (and for the backward v) of one (sequence, kv head) transposed to
+/// `(head_dim, tp)` with `tp` = seq rounded up to a block, and two score rows.
 struct Scratch {
     tp: usize,
     kt: Vec<f32>,
@@ -219,12 +245,10 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(s: AttentionShape, k: &[f32], v: &[f32]) -> Scratch {
+    fn new(s: AttentionShape, k: &[f32], v: Option<&[f32]>) -> Scratch {
         let tp = s.seq.div_ceil(L) * L;
-        let (kt, vt) = (
-            transposed(k, s.seq, s.head_dim, tp),
-            transposed(v, s.seq, s.head_dim, tp),
-        );
+        let kt = transposed(k, s.seq, s.head_dim, tp);
+        let vt = v.map_or_else(Vec::new, |v| transposed(v, s.seq, s.head_dim, tp));
         Scratch {
             tp,
             kt,
@@ -232,11 +256,6 @@ impl Scratch {
             p: vec![0.0; tp],
             g: vec![0.0; tp],
         }
-    }
-
-    /// Row `d` of a transposed matrix, its first `n` (a multiple of L) keys.
-    fn col<'a>(&self, m: &'a [f32], d: usize, n: usize) -> &'a [f32] {
-        &m[d * self.tp..d * self.tp + n]
     }
 }
 
@@ -252,14 +271,34 @@ fn transposed(src: &[f32], rows: usize, cols: usize, stride: usize) -> Vec<f32> 
 }
 
 /// `out[j] = scale * Σ_d x[d] · mt[d][j]` over the blocks of `out`; `mt` is `(x.len(), tp)`.
+/// Four blocks at a time: four independent accumulators keep the FMA units busy instead of
+/// waiting on one chain of `x.len()` dependent multiply-adds.
 #[inline(always)]
-fn scores(x: &[f32], mt: &[f32], tp: usize, scale: f32, out: &mut [f32]) {
-    for (b, o) in out.chunks_exact_mut(L).enumerate() {
+fn scores<M: MulAdd>(x: &[f32], mt: &[f32], tp: usize, scale: f32, out: &mut [f32]) {
+    let done = out.len() / (4 * L) * 4 * L;
+    let mut quads = out.chunks_exact_mut(4 * L);
+    for (qb, o) in quads.by_ref().enumerate() {
+        let mut acc = [[0.0f32; L]; 4];
+        for (d, &xd) in x.iter().enumerate() {
+            let m = &mt[d * tp + qb * 4 * L..][..4 * L];
+            for (b, acc) in acc.iter_mut().enumerate() {
+                for l in 0..L {
+                    acc[l] = M::mul_add(xd, m[b * L + l], acc[l]);
+                }
+            }
+        }
+        for (o, a) in o.chunks_exact_mut(L).zip(&acc) {
+            for l in 0..L {
+                o[l] = a[l] * scale;
+            }
+        }
+    }
+    for (b, o) in quads.into_remainder().chunks_exact_mut(L).enumerate() {
         let mut acc = [0.0f32; L];
         for (d, &xd) in x.iter().enumerate() {
-            let m = &mt[d * tp + b * L..d * tp + b * L + L];
+            let m = &mt[d * tp + done + b * L..][..L];
             for l in 0..L {
-                acc[l] += xd * m[l];
+                acc[l] = M::mul_add(xd, m[l], acc[l]);
             }
         }
         for l in 0..L {
@@ -293,22 +332,53 @@ fn max(p: &mut [f32], i: usize) -> f32 {
     acc.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b))
 }
 
-/// Dot product of two slices of whole blocks, with L partial sums.
+/// `out = Σ_j w[j] · rows[j]` with `rows` row-major `(w.len().., out.len())`: the weighted
+/// sum of value (or key) rows in their natural layout. With rows of whole blocks, four keys at
+/// a time go to four independent accumulators per block of the row; otherwise a plain loop.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; L];
-    for (x, y) in a.chunks_exact(L).zip(b.chunks_exact(L)) {
+fn weighted_rows<M: MulAdd>(w: &[f32], rows: &[f32], out: &mut [f32]) {
+    let hd = out.len();
+    if !hd.is_multiple_of(L) {
+        out.fill(0.0);
+        for (&wj, r) in w.iter().zip(rows.chunks_exact(hd)) {
+            for (o, &x) in out.iter_mut().zip(r) {
+                *o = M::mul_add(wj, x, *o);
+            }
+        }
+        return;
+    }
+    assert!(w.len() * hd <= rows.len());
+    for (c, o) in out.chunks_exact_mut(L).enumerate() {
+        let mut acc = [[0.0f32; L]; 4];
+        // `row(j)` is block c of row j. SAFETY (of every call): j < w.len(), and
+        // j * hd + c * L + L <= w.len() * hd <= rows.len() (asserted above).
+        let row = |j: usize| unsafe { &*rows.as_ptr().add(j * hd + c * L).cast::<[f32; L]>() };
+        let quads = w.chunks_exact(4);
+        let rest = quads.remainder();
+        for (j4, wq) in quads.enumerate() {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let r = row(4 * j4 + k);
+                for l in 0..L {
+                    acc[l] = M::mul_add(wq[k], r[l], acc[l]);
+                }
+            }
+        }
+        for (k, &wj) in rest.iter().enumerate() {
+            let r = row(w.len() - rest.len() + k);
+            for l in 0..L {
+                acc[k][l] = M::mul_add(wj, r[l], acc[k][l]);
+            }
+        }
         for l in 0..L {
-            acc[l] += x[l] * y[l];
+            o[l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
         }
     }
-    acc.iter().sum()
 }
 
 /// `e^x` to about 1 ulp for x ≤ 88, written so that a loop over it vectorises (no libm call).
 /// Below -87 it returns ~1e-38 instead of underflowing further, which no softmax can tell.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+fn exp<M: MulAdd>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split so that n·LN2_HI is exact for the n that occur (Cody and Waite's reduction).
     const LN2_HI: f32 = 0.693_359_4;
@@ -319,12 +389,20 @@ fn exp(x: f32) -> f32 {
     let t = x * LOG2E + ROUND;
     let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO; // |r| <= ln2/2
-                                         // Taylor series of e^r to r^7: the first omitted term is below 6e-9 relative for |r| <= 0.35.
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0
-                    + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r / 5040.0))))));
+                                         // Taylor series of e^r to r^7 (Horner): the first omitted term is below 6e-9 relative for
+                                         // |r| <= 0.35.
+    let mut p = 1.0 / 5040.0;
+    for c in [
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = M::mul_add(p, r, c);
+    }
     // 2^n from the bits: t's low mantissa bits hold n (two's complement). Integer arithmetic
     // vectorises; `n as i32` would not (Rust's saturating float-to-int conversion is scalar).
     let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
@@ -333,16 +411,16 @@ fn exp(x: f32) -> f32 {
 
 /// `p[j] = exp(p[j] - shift)` for keys `j <= i`, and 0 for the padding after them.
 #[inline(always)]
-fn exp_row(p: &mut [f32], i: usize, shift: f32) {
+fn exp_row<M: MulAdd>(p: &mut [f32], i: usize, shift: f32) {
     for x in p.iter_mut() {
-        *x = exp(*x - shift);
+        *x = exp::<M>(*x - shift);
     }
     p[i + 1..].fill(0.0);
 }
 
 /// The forward of one (sequence, kv head): `qs`/`out`/`lse` hold its group of query heads.
 #[inline(always)]
-fn forward_unit(
+fn forward_unit<M: MulAdd>(
     s: AttentionShape,
     qs: &[f32],
     k: &[f32],
@@ -352,7 +430,7 @@ fn forward_unit(
 ) {
     let (t, hd) = (s.seq, s.head_dim);
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut sc = Scratch::new(s, k, v);
+    let mut sc = Scratch::new(s, k, None);
     let rows = qs
         .chunks_exact(hd)
         .zip(out.chunks_exact_mut(hd))
@@ -361,13 +439,13 @@ fn forward_unit(
         let i = row % t; // position of this query in its sequence
         let n = (i + 1).div_ceil(L) * L;
         let p = &mut sc.p[..n];
-        scores(qi, &sc.kt, sc.tp, scale, p);
+        scores::<M>(qi, &sc.kt, sc.tp, scale, p);
         let m = max(p, i);
-        exp_row(p, i, m);
+        exp_row::<M>(p, i, m);
         let z = sum(p);
-        let p = &sc.p[..n];
-        for (d, o) in oi.iter_mut().enumerate() {
-            *o = dot(p, sc.col(&sc.vt, d, n)) / z;
+        weighted_rows::<M>(&sc.p[..=i], v, oi);
+        for o in oi.iter_mut() {
+            *o /= z;
         }
         *li = m + z.ln();
     }
@@ -386,10 +464,16 @@ struct Unit<'a> {
 /// The backward of one (sequence, kv head). With p = softmax(s) and D = dout·out per row:
 /// ds = p ⊙ (dout·vᵀ − D); dq = scale·ds·k; dk = scale·dsᵀ·q; dv = pᵀ·dout.
 #[inline(always)]
-fn backward_unit(s: AttentionShape, u: &Unit<'_>, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32]) {
+fn backward_unit<M: MulAdd>(
+    s: AttentionShape,
+    u: &Unit<'_>,
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+) {
     let (t, hd) = (s.seq, s.head_dim);
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut sc = Scratch::new(s, u.k, u.v);
+    let mut sc = Scratch::new(s, u.k, Some(u.v));
     let tp = sc.tp;
     // dk and dv accumulate transposed too, so that their updates run over keys.
     let mut dkt = vec![0.0f32; hd * tp];
@@ -402,22 +486,22 @@ fn backward_unit(s: AttentionShape, u: &Unit<'_>, dq: &mut [f32], dk: &mut [f32]
         let i = row % t;
         let n = (i + 1).div_ceil(L) * L;
         let (p, g) = (&mut sc.p[..n], &mut sc.g[..n]);
-        scores(qi, &sc.kt, tp, scale, p);
-        exp_row(p, i, u.lse[row]);
-        scores(doi, &sc.vt, tp, 1.0, g);
+        scores::<M>(qi, &sc.kt, tp, scale, p);
+        exp_row::<M>(p, i, u.lse[row]);
+        scores::<M>(doi, &sc.vt, tp, 1.0, g);
         let dsum: f32 = doi.iter().zip(oi).map(|(a, b)| a * b).sum();
         for (gj, &pj) in g.iter_mut().zip(p.iter()) {
             *gj = pj * (*gj - dsum) * scale; // ds, zero on the padding since p is
         }
         let (p, g) = (&sc.p[..n], &sc.g[..n]);
+        weighted_rows::<M>(&g[..=i], u.k, dqi);
         for d in 0..hd {
-            dqi[d] = dot(g, sc.col(&sc.kt, d, n));
             let (qd, od) = (qi[d], doi[d]);
             for (a, &gj) in dkt[d * tp..d * tp + n].iter_mut().zip(g) {
-                *a += gj * qd;
+                *a = M::mul_add(gj, qd, *a);
             }
             for (a, &pj) in dvt[d * tp..d * tp + n].iter_mut().zip(p) {
-                *a += pj * od;
+                *a = M::mul_add(pj, od, *a);
             }
         }
     }
@@ -489,7 +573,7 @@ mod tests {
     fn exp_matches_std() {
         let mut x = -87.0f32;
         while x < 88.0 {
-            let (got, want) = (exp(x), x.exp());
+            let (got, want) = (exp::<Separate>(x), x.exp());
             assert!(
                 ((got - want) / want).abs() < 3e-7,
                 "exp({x}) = {got}, std gives {want}"
