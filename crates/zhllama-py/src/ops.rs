@@ -17,6 +17,9 @@ use zhllama_core::attention::{
 
 use crate::errors::{bad_arg, to_py};
 
+/// More threads than this is a mistake, not a machine (each count gets a pool that is kept).
+const MAX_THREADS: usize = 1024;
+
 fn pool(threads: usize) -> PyResult<Arc<rayon::ThreadPool>> {
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
     let threads = if threads == 0 {
@@ -24,6 +27,9 @@ fn pool(threads: usize) -> PyResult<Arc<rayon::ThreadPool>> {
     } else {
         threads
     };
+    if threads > MAX_THREADS {
+        return Err(bad_arg(format!("threads={threads}: at most {MAX_THREADS}")));
+    }
     let mut pools = POOLS
         .get_or_init(Default::default)
         .lock()

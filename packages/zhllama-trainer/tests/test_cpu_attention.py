@@ -93,3 +93,5 @@ def test_bad_arrays_are_value_errors():
         ops.causal_attention_forward_f32(np.zeros((1, 4, 4, 8), np.float32), k3, k3, out, lse)
     with pytest.raises(TypeError):
         ops.causal_attention_forward_f32(q.astype(np.float64), kv, kv, out, lse)
+    with pytest.raises(ValueError, match="threads=5000: at most 1024"):
+        ops.causal_attention_forward_f32(q, kv, kv, out, lse, threads=5000)

@@ -183,9 +183,11 @@ class Attention(nn.Module):
         return self.resid_dropout(self.wo(y))
 
     def _own_kernel(self, q: torch.Tensor) -> bool:
-        """Whether to use zhllama's CPU kernel (small heads, no attention dropout) over SDPA."""
+        """Whether to use zhllama's CPU kernel (small heads, no attention dropout) over SDPA.
+        Not under torch.compile, which cannot trace into the native call (a graph break)."""
         no_dropout = self.dropout == 0.0 or not self.training
-        return self.kernel == "auto" and no_dropout and cpu_attention.usable(q)
+        compiling = torch.compiler.is_compiling()
+        return self.kernel == "auto" and no_dropout and not compiling and cpu_attention.usable(q)
 
 
 class FeedForward(nn.Module):
