@@ -83,7 +83,10 @@ def stories260k(tmp_path_factory: pytest.TempPathFactory) -> Case:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Case:
-    """The tiny preset's shape (dim 64, hidden 192: group size 64), briefly trained."""
+    """The tiny preset (dim 64, hidden 192: group size 64) trained on its own 300-step schedule,
+    as the demo trains it (validation perplexity ~5). A model stopped at 150 steps (perplexity
+    ~14) has logits so flat that int8's error on them (up to ~0.1 here) flips decisive choices
+    by chance; that says nothing about a model anyone would quantize."""
     out = tmp_path_factory.mktemp("int8_trained")
     stories = 3000
     source = get_registry().create("sources", "synthetic", num_stories=stories)
@@ -94,7 +97,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Case:
     c = make_config(
         "tiny",
         {"data_dir": out / "shards", "out_dir": out / "run", "max_seq_len": 128,
-         "max_iters": 150, "eval_interval": 150, "eval_iters": 2, "warmup_iters": 10,
+         "eval_interval": 300, "eval_iters": 2,
          "progress": False, "plot": False, "device": "cpu", "dtype": "float32", "threads": 1},
     )  # fmt: skip
     train(c)
