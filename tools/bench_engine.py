@@ -11,8 +11,8 @@ Writes JSON to the path given first and prints a markdown table. Builds what it 
 target/: `cargo build --release -p zhllama-cli`, membw with `gcc -O2 -fopenmp`, the random
 checkpoints (tools/gen_random_checkpoint.py, cached) and, when the reference tok5000.bin is
 absent, a random tokenizer of the same vocab size. Each figure is the best of --repeats runs
-(the quietest run: other load on the machine only ever slows a run down); f32 and int8 runs
-are interleaved (A/B) so that a burst of load hits both alike.
+(the quietest run: other load on the machine only ever slows a run down); the runs go round
+robin over every shape, weight type and thread count, so that a burst of load hits all alike.
 """
 
 from __future__ import annotations
@@ -178,17 +178,24 @@ def main(argv: list[str] | None = None) -> int:
     engine = build_engine()
     tok = ensure_tokenizer()
     bw = membw()
+    models = {
+        (name, dtype): ensure_model(name, int8=dtype == "int8")
+        for name in shapes
+        for dtype in ("f32", "int8")
+    }
+    for m in models.values():
+        tokens_per_s(engine, m, tok, 1)  # warm the page cache
+    # Round robin: every repeat runs every (shape, weights, threads) once, so that a burst of
+    # load from elsewhere on this shared machine costs one run of each, not every run of one.
+    all_runs: dict[tuple[str, str, int], list[float]] = {}
+    for _ in range(a.repeats):
+        for (name, dtype), m in models.items():
+            for t in threads:
+                all_runs.setdefault((name, dtype, t), []).append(tokens_per_s(engine, m, tok, t))
     results = []
     for name in shapes:
-        models = {"f32": ensure_model(name), "int8": ensure_model(name, int8=True)}
-        for m in models.values():
-            tokens_per_s(engine, m, tok, 1)  # warm the page cache
         for t in threads:
-            # A/B interleaved: f32, int8, f32, int8, ... so that load bursts hit both alike
-            runs: dict[str, list[float]] = {"f32": [], "int8": []}
-            for _ in range(a.repeats):
-                for dtype, m in models.items():
-                    runs[dtype].append(tokens_per_s(engine, m, tok, t))
+            runs = {dtype: all_runs[(name, dtype, t)] for dtype in ("f32", "int8")}
             best_f32 = max(runs["f32"])
             for dtype in ("f32", "int8"):
                 int8 = dtype == "int8"
