@@ -58,6 +58,22 @@ impl AttentionShape {
         Ok(())
     }
 
+    /// The forward's arrays have this shape's sizes.
+    fn check_forward(
+        &self,
+        (q, k, v): (&[f32], &[f32], &[f32]),
+        out: &[f32],
+        lse: &[f32],
+    ) -> Result<()> {
+        self.check(&[
+            ("q", q.len(), self.q_len()),
+            ("k", k.len(), self.kv_len()),
+            ("v", v.len(), self.kv_len()),
+            ("out", out.len(), self.q_len()),
+            ("lse", lse.len(), self.lse_len()),
+        ])
+    }
+
     fn q_len(&self) -> usize {
         self.batch * self.heads * self.seq * self.head_dim
     }
@@ -90,13 +106,7 @@ pub fn causal_attention_forward(
     lse: &mut [f32],
 ) -> Result<()> {
     let s = shape;
-    s.check(&[
-        ("q", q.len(), s.q_len()),
-        ("k", k.len(), s.kv_len()),
-        ("v", v.len(), s.kv_len()),
-        ("out", out.len(), s.q_len()),
-        ("lse", lse.len(), s.lse_len()),
-    ])?;
+    s.check_forward((q, k, v), out, lse)?;
     let (g, blk) = (s.group(), s.block());
     let simd = simd_level();
     pool.install(|| {
@@ -132,12 +142,8 @@ pub fn causal_attention_backward(
     dv: &mut [f32],
 ) -> Result<()> {
     let s = shape;
+    s.check_forward((q, k, v), out, lse)?;
     s.check(&[
-        ("q", q.len(), s.q_len()),
-        ("k", k.len(), s.kv_len()),
-        ("v", v.len(), s.kv_len()),
-        ("out", out.len(), s.q_len()),
-        ("lse", lse.len(), s.lse_len()),
         ("dout", dout.len(), s.q_len()),
         ("dq", dq.len(), s.q_len()),
         ("dk", dk.len(), s.kv_len()),
@@ -582,24 +588,36 @@ mod tests {
         }
     }
 
+    /// q, k, v for the shape, from three seeds starting at `seed`.
+    fn qkv(s: AttentionShape, seed: u32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let kv = s.kv_len();
+        (
+            values(s.q_len(), seed),
+            values(kv, seed + 1),
+            values(kv, seed + 2),
+        )
+    }
+
     #[test]
     fn forward_matches_naive_with_grouped_heads() {
-        let s = AttentionShape {
-            batch: 2,
-            heads: 4,
-            kv_heads: 2,
-            seq: 19,
-            head_dim: 6,
-        };
-        let (q, k, v) = (
-            values(s.q_len(), 1),
-            values(s.kv_len(), 2),
-            values(s.kv_len(), 3),
-        );
-        let (mut out, mut lse) = (vec![0.0; s.q_len()], vec![0.0; s.lse_len()]);
-        causal_attention_forward(&pool(), s, (&q, &k, &v), &mut out, &mut lse).unwrap();
-        for (a, b) in out.iter().zip(naive(s, &q, &k, &v)) {
-            assert!((*a as f64 - b).abs() < 1e-5, "{a} vs {b}");
+        // head sizes off the 8-lane blocks, on them, and two blocks; a length not a multiple of 8
+        for head_dim in [6, 8, 16] {
+            let s = AttentionShape {
+                batch: 2,
+                heads: 4,
+                kv_heads: 2,
+                seq: 19,
+                head_dim,
+            };
+            let (q, k, v) = qkv(s, 1);
+            let (mut out, mut lse) = (vec![0.0; s.q_len()], vec![0.0; s.lse_len()]);
+            causal_attention_forward(&pool(), s, (&q, &k, &v), &mut out, &mut lse).unwrap();
+            for (a, b) in out.iter().zip(naive(s, &q, &k, &v)) {
+                assert!(
+                    (*a as f64 - b).abs() < 1e-5,
+                    "head_dim {head_dim}: {a} vs {b}"
+                );
+            }
         }
     }
 
@@ -610,13 +628,9 @@ mod tests {
             heads: 2,
             kv_heads: 1,
             seq: 7,
-            head_dim: 4,
+            head_dim: 8,
         };
-        let (q, k, v) = (
-            values(s.q_len(), 4),
-            values(s.kv_len(), 5),
-            values(s.kv_len(), 6),
-        );
+        let (q, k, v) = qkv(s, 4);
         let w = values(s.q_len(), 7); // loss = Σ w ⊙ out, so dout = w
         let p = pool();
         let (mut out, mut lse) = (vec![0.0; s.q_len()], vec![0.0; s.lse_len()]);

@@ -78,6 +78,24 @@ macro_rules! slice_mut {
     };
 }
 
+type Qkv<'a> = (&'a [f32], &'a [f32], &'a [f32]);
+
+/// What both directions start with: the shape (from q and k), the pool, q/k/v as slices.
+fn inputs<'a>(
+    q: &'a PyReadonlyArray4<'_, f32>,
+    k: &'a PyReadonlyArray4<'_, f32>,
+    v: &'a PyReadonlyArray4<'_, f32>,
+    threads: usize,
+) -> PyResult<(AttentionShape, Arc<rayon::ThreadPool>, Qkv<'a>)> {
+    let shape = shape_of(q.shape(), k.shape())?;
+    let qkv = (
+        contiguous("q", q)?,
+        contiguous("k", k)?,
+        contiguous("v", v)?,
+    );
+    Ok((shape, pool(threads)?, qkv))
+}
+
 /// Causal attention forward: writes `out` (B, H, T, hd) and `lse` (B, H, T, the log of each
 /// row's softmax denominator) from q (B, H, T, hd) and k, v (B, Hk, T, hd); scores scaled by
 /// 1/sqrt(hd). `threads=0` means one per physical core.
@@ -92,13 +110,7 @@ pub(crate) fn causal_attention_forward_f32(
     mut lse: PyReadwriteArray3<'_, f32>,
     threads: usize,
 ) -> PyResult<()> {
-    let shape = shape_of(q.shape(), k.shape())?;
-    let pool = pool(threads)?;
-    let (q, k, v) = (
-        contiguous("q", &q)?,
-        contiguous("k", &k)?,
-        contiguous("v", &v)?,
-    );
+    let (shape, pool, (q, k, v)) = inputs(&q, &k, &v, threads)?;
     let (out, lse) = (slice_mut!("out", out), slice_mut!("lse", lse));
     py.detach(|| causal_attention_forward(&pool, shape, (q, k, v), out, lse))
         .map_err(to_py)
@@ -122,13 +134,7 @@ pub(crate) fn causal_attention_backward_f32(
     mut dv: PyReadwriteArray4<'_, f32>,
     threads: usize,
 ) -> PyResult<()> {
-    let shape = shape_of(q.shape(), k.shape())?;
-    let pool = pool(threads)?;
-    let (q, k, v) = (
-        contiguous("q", &q)?,
-        contiguous("k", &k)?,
-        contiguous("v", &v)?,
-    );
+    let (shape, pool, (q, k, v)) = inputs(&q, &k, &v, threads)?;
     let (out, lse, dout) = (
         contiguous("out", &out)?,
         contiguous("lse", &lse)?,
