@@ -4,8 +4,10 @@
 //! overhead when heads are small (the `tiny` preset has 8-dim heads), so attention was two
 //! thirds of a `tiny` training step. Here each score costs a few vector instructions: per
 //! query row, the scores against all earlier keys are one contiguous row of at most `seq`
-//! floats, computed from keys stored transposed (`(head_dim, seq)`), so every inner loop runs
-//! over keys, is contiguous and vectorises whatever the head size.
+//! floats, computed from keys stored transposed (`(head_dim, seq)`) so that the loop runs over
+//! keys; the softmax uses an exp that vectorises; weighted sums of value (or key) rows run over
+//! the rows in their natural layout, four keys at a time into independent accumulators. On
+//! x86-64 the same code is compiled a second time with AVX2+FMA and chosen at run time.
 //!
 //! Layout, all row-major f32: `q`, `out`, `dout`, `dq` are `(batch, heads, seq, head_dim)`;
 //! `k`, `v`, `dk`, `dv` are `(batch, kv_heads, seq, head_dim)` (grouped-query attention: query
@@ -395,8 +397,8 @@ fn exp<M: MulAdd>(x: f32) -> f32 {
     let t = x * LOG2E + ROUND;
     let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO; // |r| <= ln2/2
-                                         // Taylor series of e^r to r^7 (Horner): the first omitted term is below 6e-9 relative for
-                                         // |r| <= 0.35.
+                                         // e^r by its Taylor series to r^7 (Horner's rule): the first omitted term is below 6e-9
+                                         // relative for |r| <= 0.35.
     let mut p = 1.0 / 5040.0;
     for c in [
         1.0 / 720.0,
