@@ -396,9 +396,10 @@ fn exp<M: MulAdd>(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let t = x * LOG2E + ROUND;
     let n = t - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO; // |r| <= ln2/2
-                                         // e^r by its Taylor series to r^7 (Horner's rule): the first omitted term is below 6e-9
-                                         // relative for |r| <= 0.35.
+    // |r| <= ln2/2
+    let r = x - n * LN2_HI - n * LN2_LO;
+    // e^r by its Taylor series to r^7 (Horner's rule): the first omitted term is below 6e-9
+    // relative for |r| <= 0.35.
     let mut p = 1.0 / 5040.0;
     for c in [
         1.0 / 720.0,
