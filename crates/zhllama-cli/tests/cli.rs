@@ -86,6 +86,20 @@ fn run(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// stories260K with tok512 and `args`; asserts success and returns stdout.
+fn story_260k(reference: &Path, args: &[&str]) -> String {
+    let ll = reference.join("llama2c");
+    let o = Command::new(BIN)
+        .arg(ll.join("stories260K.bin"))
+        .arg("-z")
+        .arg(ll.join("tok512.bin"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
 fn assert_clean_error(out: &Output, needles: &[&str]) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "expected failure, stderr: {err}");
@@ -153,18 +167,11 @@ fn reproduces_every_runc_case_byte_for_byte() {
 #[test]
 fn thread_count_does_not_change_the_story() {
     let Some(r) = reference() else { return };
-    let ll = r.join("llama2c");
-    let (m, t) = (ll.join("stories260K.bin"), ll.join("tok512.bin"));
     let go = |threads: &str| {
-        let o = Command::new(BIN)
-            .arg(&m)
-            .args(["-z"])
-            .arg(&t)
-            .args(["-t", "0.8", "-s", "7", "-n", "300", "--threads", threads])
-            .output()
-            .unwrap();
-        assert!(o.status.success());
-        o.stdout
+        story_260k(
+            &r,
+            &["-t", "0.8", "-s", "7", "-n", "300", "--threads", threads],
+        )
     };
     assert_eq!(go("1"), go("3"));
 }
@@ -172,19 +179,7 @@ fn thread_count_does_not_change_the_story() {
 #[test]
 fn edge_prompts_and_steps() {
     let Some(r) = reference() else { return };
-    let ll = r.join("llama2c");
-    let (m, t) = (ll.join("stories260K.bin"), ll.join("tok512.bin"));
-    let go = |extra: &[&str]| {
-        let o = Command::new(BIN)
-            .arg(&m)
-            .arg("-z")
-            .arg(&t)
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8(o.stdout).unwrap()
-    };
+    let go = |extra: &[&str]| story_260k(&r, extra);
     // empty prompt = no prompt
     assert_eq!(
         go(&["-t", "0", "-n", "40", "-i", ""]),
@@ -359,18 +354,7 @@ fn quantize_q8_at_load() {
     let Some(r) = reference() else { return };
     let ll = r.join("llama2c");
     let (m, t) = (ll.join("stories260K.bin"), ll.join("tok512.bin"));
-    let go = |extra: &[&str]| {
-        let o = Command::new(BIN)
-            .arg(&m)
-            .arg("-z")
-            .arg(&t)
-            .args(["-t", "0", "-n", "80"])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8(o.stdout).unwrap()
-    };
+    let go = |extra: &[&str]| story_260k(&r, &[&["-t", "0", "-n", "80"], extra].concat());
     let f32_story = go(&[]);
     let q8 = go(&["--quantize", "q8", "--threads", "1"]);
     // int8 is not bit-exact, but greedy stories of this model agree for a long stretch

@@ -16,6 +16,8 @@ from zhllama.errors import ZhllamaError
 from zhllama_trainer.presets import PRESETS
 
 DEFAULT_DATA_DIR = Path("data/shards")
+# How the model computes attention (Transformer.set_attention_kernel).
+ATTENTION_KERNELS = ("auto", "sdpa")
 
 
 @dataclass
@@ -95,7 +97,7 @@ class TrainConfig:
             raise ZhllamaError(
                 f"dtype must be auto, float32, bfloat16 or float16, not {self.dtype}"
             )
-        if self.attention not in ("auto", "sdpa"):
+        if self.attention not in ATTENTION_KERNELS:
             raise ZhllamaError(f"attention must be auto or sdpa, not {self.attention}")
         if self.dim % self.n_heads:
             raise ZhllamaError(f"n_heads={self.n_heads} does not divide dim={self.dim}")

@@ -18,9 +18,8 @@ from torch import nn
 from zhllama.errors import ZhllamaError
 
 from zhllama_trainer import cpu_attention
+from zhllama_trainer.config import ATTENTION_KERNELS
 from zhllama_trainer.loss import linear_cross_entropy
-
-ATTENTION_KERNELS = ("auto", "sdpa")
 
 
 @dataclass
