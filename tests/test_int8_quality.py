@@ -1,16 +1,20 @@
 """int8 inference keeps the model's quality: the Rust engine on int8 weights against f32.
 
-Two models: the reference stories260K (../shared/reference/llama2c; skipped when absent) and a
-tiny model trained here on the synthetic corpus. Each is run by `zhllama_rs` three ways: f32,
-the exporter's `llama2c-int8` file, and `quantize="q8"` at load (which must give the exporter's
-bytes, hence the very same logits). Greedy decoding must agree with f32 for the first 50 tokens
-at least, and validation perplexity (through the engine's forward) must stay within 2% of f32's.
-The figures are printed.
+Measured the way llama.cpp's perplexity tool judges a quantization (`--kl-divergence`): over every
+position of held-out text, teacher-forced, the KL divergence of int8's next-token distribution
+from f32's (mean and 99th percentile), the share of positions where both put the same token on
+top, and the ratio of their perplexities. Greedy agreement over a whole story is not used: on a
+dim-64 model two logits often lie within int8's rounding of each other, and which one wins then
+depends on the CPU's SIMD path, not on the quality of the quantization.
+
+Two models: the published stories260K (../shared/reference/llama2c; skipped when absent) and a
+tiny model trained here on the synthetic corpus. Each runs in `zhllama_rs` three ways: f32, the
+exporter's `llama2c-int8` file, and `quantize="q8"` at load, which must give the exporter's bytes
+and hence the very same logits (the one exact check). The figures are printed.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,14 +33,15 @@ from zhllama_trainer.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / ".." / "shared" / "reference" / "llama2c"
-BOS = 1
-GREEDY_TOKENS = 50
-# Where the f32 model's two best logits lie closer than this, its greedy choice is a coin toss
-# that any rounding can flip (int8's logit error is ~0.01 here); such a flip is a tie, not a
-# quantization failure. Greedy agreement therefore follows f32's path, teacher-forced, and
-# counts tokens until int8 picks differently where f32 was decisive.
-TIE_MARGIN = 0.02
-PPL_TOLERANCE = 0.02
+WINDOW = 128
+
+# Bounds, each several times what the AVX2 and the AVX-512/VNNI paths give on these models
+# (measured figures are in the printed report; both paths round int8 the same way but sum in
+# different orders, which moves these figures by a few percent, not by factors).
+MAX_KL_MEAN = 2e-3
+MAX_KL_P99 = 2e-2
+MIN_TOP1 = 0.95
+MAX_PPL_RATIO = 1.02
 
 # Held-out English for stories260K (written for this test, not from its training data).
 ENGLISH = [
@@ -49,6 +54,10 @@ ENGLISH = [
     '"Tom, let\'s go to the lake." Tom was very excited. At the lake, he put his boat on the '
     "water. The wind was strong and the boat went far away. Tom was sad. Then a kind man "
     "helped him get the boat back. Tom said thank you and smiled.",
+    "Lily found a shiny stone in the garden. She showed it to her brother Ben. Ben wanted the "
+    'stone too, and they started to fight. Mom came out and said, "You can share it. Take '
+    'turns." Lily let Ben hold the stone first. Ben smiled and gave it back after a while. '
+    "They put the stone on the window so they could both see it every day.",
 ]
 
 
@@ -57,9 +66,7 @@ class Case:
     name: str
     f32: Path
     int8: Path
-    tokenizer: Path
-    val: list[list[int]]  # held-out windows of token ids
-    prompts: list[list[int]]
+    val: list[list[int]]  # held-out windows of token ids, each starting at position 0
 
 
 def export_int8(checkpoint: Path, out: Path) -> Path:
@@ -77,16 +84,13 @@ def stories260k(tmp_path_factory: pytest.TempPathFactory) -> Case:
     out = tmp_path_factory.mktemp("int8_260k")
     t = zhllama_rs.Tokenizer(tok, 512)
     val = [t.encode(text) for text in ENGLISH]
-    prompts = [[BOS], t.encode("Once upon a time, there was a"), t.encode("Tom had a")]
-    return Case("stories260K", model, export_int8(model, out / "q8.bin"), tok, val, prompts)
+    return Case("stories260K", model, export_int8(model, out / "q8.bin"), val)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Case:
     """The tiny preset (dim 64, hidden 192: group size 64) trained on its own 300-step schedule,
-    as the demo trains it (validation perplexity ~5). A model stopped at 150 steps (perplexity
-    ~14) has logits so flat that int8's error on them (up to ~0.1 here) flips decisive choices
-    by chance; that says nothing about a model anyone would quantize."""
+    as the demo trains it (validation perplexity ~5)."""
     out = tmp_path_factory.mktemp("int8_trained")
     stories = 3000
     source = get_registry().create("sources", "synthetic", num_stories=stories)
@@ -96,65 +100,66 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Case:
     torch.set_num_threads(1)
     c = make_config(
         "tiny",
-        {"data_dir": out / "shards", "out_dir": out / "run", "max_seq_len": 128,
+        {"data_dir": out / "shards", "out_dir": out / "run", "max_seq_len": WINDOW,
          "eval_interval": 300, "eval_iters": 2,
          "progress": False, "plot": False, "device": "cpu", "dtype": "float32", "threads": 1},
     )  # fmt: skip
     train(c)
     run = out / "run"
-    shards = ShardSet(out / "shards")
-    ids = np.concatenate(shards.arrays("val")).astype(np.int64).tolist()
-    windows = [ids[i : i + 128] for i in range(0, min(len(ids), 4 * 128), 128)]
-    prompts = [[BOS], windows[0][:8], windows[1][:16]]
-    return Case(
-        "trained tiny",
-        run / "model.bin",
-        export_int8(run / "ckpt.pt", out / "q8.bin"),
-        run / "tokenizer.bin",
-        windows,
-        prompts,
-    )
+    ids = np.concatenate(ShardSet(out / "shards").arrays("val")).astype(np.int64).tolist()
+    windows = [ids[i : i + WINDOW] for i in range(0, min(len(ids), 8 * WINDOW), WINDOW)]
+    return Case("trained tiny", run / "model.bin", export_int8(run / "ckpt.pt", out / "q8.bin"),
+                windows)  # fmt: skip
 
 
-def greedy(model: zhllama_rs.Model, prompt: list[int], n: int) -> list[int]:
-    """`n` greedy tokens after `prompt` through the engine's forward (EOS does not stop it)."""
-    model.reset()
-    toks = list(prompt)
-    for pos in range(len(prompt) - 1 + n):
-        logits = model.forward(toks[pos], pos)
-        if pos >= len(prompt) - 1:
-            toks.append(int(np.argmax(logits)))
-    return toks[len(prompt) :]
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z -= z.max()
+    return z - np.log(np.exp(z).sum())
 
 
-def decisive_agreement(f32: zhllama_rs.Model, q8: zhllama_rs.Model, prompt: list[int]) -> int:
-    """Tokens of f32's greedy continuation that int8 also picks, up to its first decisive miss.
+@dataclass(frozen=True)
+class Divergence:
+    kl_mean: float
+    kl_p99: float
+    top1: float  # share of positions where int8's most likely token is f32's
+    ppl_f32: float
+    ppl_q8: float
+    positions: int
 
-    Both models read f32's greedy path (teacher-forced), so one tie does not derail the rest.
-    """
-    path = prompt + greedy(f32, prompt, GREEDY_TOKENS + 14)
-    f32.reset()
-    q8.reset()
-    for pos in range(len(path) - 1):
-        want, got = f32.forward(path[pos], pos), q8.forward(path[pos], pos)
-        if pos < len(prompt) - 1:
-            continue
-        top2 = np.sort(want)[-2:]
-        if int(np.argmax(got)) != path[pos + 1] and top2[1] - top2[0] >= TIE_MARGIN:
-            return pos - (len(prompt) - 1)
-    return len(path) - len(prompt)
+    @property
+    def ppl_ratio(self) -> float:
+        return self.ppl_q8 / self.ppl_f32
+
+    def __str__(self) -> str:
+        return (
+            f"KL(f32||int8) mean {self.kl_mean:.2e}, p99 {self.kl_p99:.2e}; top-1 agreement "
+            f"{100 * self.top1:.2f}%; perplexity f32 {self.ppl_f32:.4f}, int8 {self.ppl_q8:.4f} "
+            f"(ratio {self.ppl_ratio:.5f}) over {self.positions} positions"
+        )
 
 
-def perplexity(model: zhllama_rs.Model, windows: list[list[int]]) -> float:
-    nll, count = 0.0, 0
+def divergence(f32: zhllama_rs.Model, q8: zhllama_rs.Model, windows: list[list[int]]) -> Divergence:
+    """Teacher-forced over every position of `windows`: how far int8 predicts from f32."""
+    kl, same, nll_f32, nll_q8 = [], [], [], []
     for ids in windows:
-        model.reset()
+        f32.reset()
+        q8.reset()
         for pos in range(len(ids) - 1):
-            logits = model.forward(ids[pos], pos).astype(np.float64)
-            top = logits.max()
-            nll += top + math.log(np.exp(logits - top).sum()) - logits[ids[pos + 1]]
-            count += 1
-    return math.exp(nll / count)
+            want, got = f32.forward(ids[pos], pos), q8.forward(ids[pos], pos)
+            lp, lq = log_softmax(want), log_softmax(got)
+            kl.append(float(np.sum(np.exp(lp) * (lp - lq))))
+            same.append(int(np.argmax(want)) == int(np.argmax(got)))
+            nll_f32.append(-lp[ids[pos + 1]])
+            nll_q8.append(-lq[ids[pos + 1]])
+    return Divergence(
+        kl_mean=float(np.mean(kl)),
+        kl_p99=float(np.percentile(kl, 99)),
+        top1=float(np.mean(same)),
+        ppl_f32=float(np.exp(np.mean(nll_f32))),
+        ppl_q8=float(np.exp(np.mean(nll_q8))),
+        positions=len(kl),
+    )
 
 
 @pytest.mark.parametrize("case_name", ["stories260k", "trained"])
@@ -170,24 +175,12 @@ def test_int8_matches_f32(case_name: str, request: pytest.FixtureRequest, capsys
     for pos, tok in enumerate(case.val[0][:20]):
         np.testing.assert_array_equal(q8.forward(tok, pos), at_load.forward(tok, pos))
 
-    agree, free = [], []
-    for prompt in case.prompts:
-        want = greedy(f32, prompt, GREEDY_TOKENS + 14)
-        got = greedy(q8, prompt, GREEDY_TOKENS + 14)
-        same = next((i for i, (a, b) in enumerate(zip(want, got, strict=True)) if a != b), None)
-        free.append(len(want) if same is None else same)
-        agree.append(decisive_agreement(f32, q8, prompt))
-
-    ppl_f32, ppl_q8 = perplexity(f32, case.val), perplexity(q8, case.val)
-    rel = ppl_q8 / ppl_f32 - 1
-    tokens = sum(len(w) - 1 for w in case.val)
-    report = (
-        f"{case.name}: group size {q8.group_size}; greedy agreement with f32 (tokens, per "
-        f"prompt): {free} free-running, {agree} up to a decisive miss; validation "
-        f"perplexity on {tokens} tokens: f32 {ppl_f32:.4f}, "
-        f"int8 {ppl_q8:.4f} ({100 * rel:+.2f}%)"
-    )
+    d = divergence(f32, q8, case.val)
+    report = f"{case.name}: group size {q8.group_size}; {d}"
     with capsys.disabled():
         print(f"\n[int8 quality] {report}")
-    assert min(agree) >= GREEDY_TOKENS, report
-    assert abs(rel) <= PPL_TOLERANCE, report
+    assert d.positions >= 400, report
+    assert d.kl_mean <= MAX_KL_MEAN, report
+    assert d.kl_p99 <= MAX_KL_P99, report
+    assert d.top1 >= MIN_TOP1, report
+    assert 1 / MAX_PPL_RATIO <= d.ppl_ratio <= MAX_PPL_RATIO, report
