@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,40 @@ def test_eval_command(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["eval", str(checkpoint), "--eval-iters", "2", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "val loss" in out and "perplexity" in out
+
+
+RUNC = Path(__file__).resolve().parents[3] / ".." / "shared" / "reference" / "llama2c"
+
+
+def _runc_cases() -> list[tuple[str, list[str]]]:
+    cases = RUNC / "runc" / "cases.tsv"
+    if not cases.is_file():
+        return []
+    return [
+        (n, shlex.split(a)) for n, a in (ln.split("\t") for ln in cases.read_text().splitlines())
+    ]
+
+
+@pytest.mark.parametrize(
+    "name, args",
+    _runc_cases() or [pytest.param("", [], marks=pytest.mark.skip(reason=f"{RUNC} is absent"))],
+)
+def test_torch_engine_prints_what_run_c_printed(name: str, args: list[str]) -> None:
+    """Conformance: stories260K through the torch engine, for every recorded run.c case
+    (greedy, temperature with and without top-p, seeds, prompts), gives run.c's stdout."""
+    flags = dict(zip(args[::2], args[1::2], strict=True))
+    engine = get_registry().create(
+        "engines",
+        "torch",
+        EngineConfig(checkpoint=RUNC / "stories260K.bin", tokenizer=RUNC / "tok512.model"),
+    )
+    settings = SampleSettings(
+        prompt=flags.get("-i", ""),
+        steps=int(flags.get("-n", 256)),
+        temperature=float(flags.get("-t", 1.0)),
+        top_p=float(flags.get("-p", 0.9)),
+        seed=int(flags["-s"]) if "-s" in flags else None,
+        stop_at_eos=False,  # run.c stops at BOS only
+    )
+    want = (RUNC / "runc" / f"{name}.out").read_text(encoding="utf-8")
+    assert "".join(engine.stream(settings)) + "\n" == want
