@@ -172,14 +172,13 @@ def test_parquet_needs_pyarrow(tmp_path):
 
 
 def test_unreadable_file_is_an_error(tmp_path):
-    import os
-
-    path = write_jsonl(tmp_path / "locked.jsonl", [{"text": "锁住了。"}])
-    path.chmod(0)
-    try:
-        if os.access(path, os.R_OK):  # running as root: permissions do not apply
-            pytest.skip("permissions are not enforced for this user")
-        with pytest.raises(ZhllamaError, match="locked.jsonl: cannot read"):
-            read(tmp_path)
-    finally:
-        path.chmod(0o644)
+    """Files that cannot be read whoever you are (root included): a link whose target was
+    moved away, and one whose reads fail in the kernel (/proc/self/mem at offset 0 is EIO)."""
+    write_jsonl(tmp_path / "ok.jsonl", [{"text": "能读的故事。"}])
+    (tmp_path / "moved.jsonl").symlink_to(tmp_path / "gone" / "moved.jsonl")
+    with pytest.raises(ZhllamaError, match=r"moved.jsonl: cannot read \(No such file"):
+        read(tmp_path)
+    (tmp_path / "moved.jsonl").unlink()
+    (tmp_path / "mem.jsonl").symlink_to("/proc/self/mem")
+    with pytest.raises(ZhllamaError, match=r"mem.jsonl: cannot read \(Input/output error"):
+        read(tmp_path)

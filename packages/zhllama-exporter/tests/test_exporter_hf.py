@@ -6,11 +6,10 @@ import json
 
 import pytest
 import torch
+import transformers
 from safetensors import safe_open
 from zhllama.errors import ZhllamaError
 from zhllama.registry import get_registry
-
-transformers = pytest.importorskip("transformers")
 
 
 def _hf_model(path):

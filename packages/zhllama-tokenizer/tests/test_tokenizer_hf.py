@@ -4,10 +4,9 @@ import json
 
 import pytest
 import sentencepiece as spm
+import tokenizers
+import transformers
 from zhllama_tokenizer.hf import export_hf
-
-transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
 
 CHINESE = [
     "从前，有一个小女孩叫莉莉。她喜欢在公园里玩。",
