@@ -50,6 +50,17 @@ def test_tok5000_old_byte_format_reads(reference):
     assert tb.piece_id(b" ") == 265
 
 
+def test_tok5000_latin1_export_is_the_seed_file(tmp_path, reference):
+    """`zhllama tokenizer export tok5000.model --format llama2c-latin1` writes the seed's own
+    tok5000.bin byte for byte (the older exporter's format, for tools that only read that)."""
+    from zhllama.cli import main
+
+    out = tmp_path / "tok5000.bin"
+    argv = ["tokenizer", "export", str(reference("zh", "tok5000.model")), "-f", "llama2c-latin1"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert out.read_bytes() == reference("zh", "tok5000.bin").read_bytes()
+
+
 def test_trained_round_trip_both_formats(trained, tmp_path, vocab_size):
     assert read_tokenizer_bin(trained.bin, vocab_size).byte_format == "hex"
     for fmt in ("hex", "latin1"):
