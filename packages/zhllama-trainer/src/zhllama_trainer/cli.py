@@ -38,6 +38,9 @@ def _split(settings: dict[str, str]) -> tuple[str, int, bool, dict[str, str]]:
 
 def run_train(items: list[str]) -> None:
     """Parse `items` and train (also the `python -m zhllama_trainer` entry torchrun runs)."""
+    from zhllama_trainer.openmp import tune_for_cpu_training
+
+    tune_for_cpu_training()  # before torch is imported (below); torchrun's workers inherit it
     from zhllama_trainer.config import make_config
     from zhllama_trainer.train import train as train_loop
 
