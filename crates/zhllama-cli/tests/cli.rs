@@ -1,24 +1,70 @@
 //! Drives the real `zhllama-rs` binary.
 //!
-//! - Exactness: for every case in `../shared/reference/llama2c/runc/cases.tsv`, stdout equals
-//!   what llama2.c's `run` printed, byte for byte (skipped, with a printed reason, when the
-//!   reference folder is absent).
-//! - Errors: bad files and arguments give one line on stderr naming the file and the problem,
-//!   a non-zero exit, and never a panic.
+//! - Conformance: for every case in `../shared/reference/llama2c/runc/cases.tsv`, stdout equals
+//!   what llama2.c's `run` printed, byte for byte; `--tokenize` gives sentencepiece's ids with the
+//!   seed's tok5000. These need the reference folder: without it they print `SKIPPED <name>`
+//!   (shown even with `--quiet`, see `zhllama_testkit::reference`) and pass.
+//! - Everything else runs on random checkpoints and tokenizers written here (zhllama-testkit):
+//!   thread-count independence on a model wide enough for the parallel paths, edge prompts and
+//!   steps, chat, `--quantize`, `--tokenize`, and bad files and arguments (one line on stderr
+//!   naming the file and the problem, a non-zero exit, never a panic).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use zhllama_core::{chat_prompt, GenerateOptions, Model, Tokenizer};
+use zhllama_testkit::{Shape, Weights};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zhllama-rs");
 
-fn reference() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference");
-    if p.join("llama2c/stories260K.bin").exists() {
-        Some(p)
-    } else {
-        eprintln!("skipping: reference folder {} is absent", p.display());
-        None
-    }
+/// The 15M model's widths (dim 288, hidden 768, head size 48) with 2 layers and a 128-token
+/// context: its matmuls split across threads and, from position 113 on, so do its attention
+/// heads (the thresholds are in zhllama-core's model.rs and kernels.rs).
+const WIDE: Shape = Shape {
+    dim: 288,
+    hidden: 768,
+    layers: 2,
+    heads: 6,
+    kv_heads: 6,
+    vocab: 512,
+    seq_len: 128,
+};
+
+/// The generated files every test shares (written once per test process).
+struct Files {
+    /// `Shape::TINY`, v0, shared classifier; default int8 group size 4 (hidden 172 = 4 · 43)
+    tiny: PathBuf,
+    /// the same weights as a v2 (int8, group size 4) file, as the exporter writes it
+    tiny_q8: PathBuf,
+    /// `WIDE`, v1, separate classifier
+    wide: PathBuf,
+    /// 512 entries: fits both models
+    tok: PathBuf,
+    /// 600 entries: a tokenizer for another model
+    tok600: PathBuf,
+}
+
+fn files() -> &'static Files {
+    static FILES: OnceLock<Files> = OnceLock::new();
+    FILES.get_or_init(|| {
+        // Fixed names under cargo's scratch folder for tests; writes are atomic and the content
+        // is always the same, so concurrent test runs cannot clash.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("zhllama-cli-models");
+        let put = |name: &str, bytes: Vec<u8>| {
+            let p = dir.join(name);
+            zhllama_testkit::write(&p, &bytes);
+            p
+        };
+        let tiny = Weights::random(Shape::TINY, true, 1);
+        Files {
+            tiny: put("tiny-v0.bin", tiny.v0()),
+            tiny_q8: put("tiny-v2-gs4.bin", tiny.v2(4)),
+            wide: put("wide-v1.bin", Weights::random(WIDE, false, 2).v1()),
+            tok: put("tok512.bin", zhllama_testkit::tokenizer(512)),
+            tok600: put("tok600.bin", zhllama_testkit::tokenizer(600)),
+        }
+    })
 }
 
 /// Splits an argument string as a POSIX shell would (quotes and backslashes; no expansions).
@@ -86,17 +132,21 @@ fn run(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
-/// stories260K with tok512 and `args`; asserts success and returns stdout.
-fn story_260k(reference: &Path, args: &[&str]) -> String {
-    let ll = reference.join("llama2c");
+fn arg(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+/// `model` with tokenizer `tok` and `args`; asserts success and returns stdout.
+fn story(model: &Path, tok: &Path, args: &[&str]) -> String {
     let o = Command::new(BIN)
-        .arg(ll.join("stories260K.bin"))
+        .arg(model)
         .arg("-z")
-        .arg(ll.join("tok512.bin"))
+        .arg(tok)
         .args(args)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("achieved tok/s: "));
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -134,7 +184,15 @@ fn shell_split_handles_quotes() {
 
 #[test]
 fn reproduces_every_runc_case_byte_for_byte() {
-    let Some(r) = reference() else { return };
+    let needs = [
+        "llama2c/stories260K.bin",
+        "llama2c/tok512.bin",
+        "llama2c/runc/cases.tsv",
+    ];
+    let Some(r) = zhllama_testkit::reference("reproduces_every_runc_case_byte_for_byte", &needs)
+    else {
+        return;
+    };
     let ll = r.join("llama2c");
     let cases = std::fs::read_to_string(ll.join("runc/cases.tsv")).unwrap();
     let mut n = 0;
@@ -166,36 +224,44 @@ fn reproduces_every_runc_case_byte_for_byte() {
 
 #[test]
 fn thread_count_does_not_change_the_story() {
-    let Some(r) = reference() else { return };
-    let go = |threads: &str| {
-        story_260k(
-            &r,
-            &["-t", "0.8", "-s", "7", "-n", "300", "--threads", threads],
-        )
-    };
-    assert_eq!(go("1"), go("3"));
+    // WIDE's whole context: split matmuls from the first token, parallel heads at the end.
+    // Greedy runs it all (a random model's EOS and BOS logits are ~0, never the maximum);
+    // sampled, a slightly different logit would sooner change a token.
+    let f = files();
+    for sampling in [["-t", "0", "-s", "1"], ["-t", "0.8", "-s", "7"]] {
+        let go = |threads: &str| {
+            let args = [&sampling[..], &["-n", "0", "--threads", threads]].concat();
+            story(&f.wide, &f.tok, &args)
+        };
+        let one = go("1");
+        assert_eq!(go("2"), one);
+        assert_eq!(go("3"), one);
+    }
 }
 
 #[test]
 fn edge_prompts_and_steps() {
-    let Some(r) = reference() else { return };
-    let go = |extra: &[&str]| story_260k(&r, extra);
+    let f = files();
+    let go = |extra: &[&str]| story(&f.tiny, &f.tok, extra);
     // empty prompt = no prompt
     assert_eq!(
         go(&["-t", "0", "-n", "40", "-i", ""]),
         go(&["-t", "0", "-n", "40"])
     );
-    // -n beyond the context = the context (512); -n 0 and negative too
+    // -n beyond the context = the context (256); -n 0 and negative too
     let full = go(&["-t", "0", "-n", "0"]);
+    assert_ne!(full, go(&["-t", "0", "-n", "255"]));
+    assert_eq!(go(&["-t", "0", "-n", "256"]), full);
     assert_eq!(go(&["-t", "0", "-n", "100000"]), full);
     assert_eq!(go(&["-t", "0", "-n", "-5"]), full);
-    // a prompt longer than -n is echoed up to -n positions
-    let long = "Once upon a time there was a girl who liked to play in the park with her dog";
-    let out = go(&["-t", "0", "-n", "5", "-i", long]);
-    assert_eq!(out, "Once upon a time there\n"); // 5 positions: 5 prompt tokens after BOS
-                                                 // a prompt longer than the whole context
-    let huge = "Lily and Ben were playing. ".repeat(200);
+    // a prompt longer than -n is echoed up to -n positions: after BOS come the dummy-prefix
+    // space (dropped after BOS) and one token per character (each is in the generated vocab)
+    let long = "一丁七万丈三上下不与";
+    assert_eq!(go(&["-t", "0", "-n", "5", "-i", long]), "一丁七万\n");
+    // a prompt longer than the whole context (one token per character here)
+    let huge = "Lily and Ben were playing. ".repeat(20);
     let out = go(&["-t", "0", "-n", "0", "-i", &huge]);
+    assert_eq!(out.trim_end().len(), 255, "{out}");
     assert!(huge.starts_with(out.trim_end()), "{out}");
     // long forms
     assert_eq!(
@@ -215,47 +281,40 @@ fn edge_prompts_and_steps() {
 
 #[test]
 fn bad_files_give_one_clear_line() {
-    let Some(r) = reference() else { return };
-    let ll = r.join("llama2c");
-    let m = ll.join("stories260K.bin");
-    let t = ll.join("tok512.bin");
+    let f = files();
+    let (m, t) = (arg(&f.tiny), arg(&f.tok));
 
     // missing checkpoint
-    let out = run(&["/nonexistent/model.bin", "-z", t.to_str().unwrap()]);
+    let out = run(&["/nonexistent/model.bin", "-z", t]);
     assert_clean_error(&out, &["/nonexistent/model.bin", "no such file"]);
 
     // missing default tokenizer
     let out = Command::new(BIN)
-        .arg(&m)
+        .arg(m)
         .current_dir(std::env::temp_dir())
         .output()
         .unwrap();
     assert_clean_error(&out, &["tokenizer.bin", "-z"]);
 
     // truncated checkpoint
-    let bytes = std::fs::read(&m).unwrap();
+    let bytes = std::fs::read(m).unwrap();
     let trunc = tmp("trunc.bin");
     std::fs::write(&trunc, &bytes[..bytes.len() - 100]).unwrap();
-    let out = run(&[trunc.to_str().unwrap(), "-z", t.to_str().unwrap()]);
+    let out = run(&[arg(&trunc), "-z", t]);
     assert_clean_error(&out, &["trunc.bin", "bytes"]);
 
-    // tokenizer for another model (vocab 5000 vs 512)
-    let zh = r.join("zh/tok5000.bin");
-    let out = run(&[m.to_str().unwrap(), "-z", zh.to_str().unwrap()]);
-    assert_clean_error(&out, &["tok5000.bin", "5000", "512"]);
+    // tokenizer for another model (vocab 600 vs 512)
+    let out = run(&[m, "-z", arg(&f.tok600)]);
+    assert_clean_error(&out, &["tok600.bin", "600", "512"]);
 
     // the checkpoint passed as tokenizer, the tokenizer as checkpoint
-    let out = run(&[t.to_str().unwrap(), "-z", m.to_str().unwrap()]);
+    let out = run(&[t, "-z", m]);
     assert_clean_error(&out, &["tok512.bin"]);
-    let out = run(&[m.to_str().unwrap(), "-z", m.to_str().unwrap()]);
-    assert_clean_error(&out, &["stories260K.bin"]);
+    let out = run(&[m, "-z", m]);
+    assert_clean_error(&out, &["tiny-v0.bin"]);
 
     // a directory
-    let out = run(&[
-        std::env::temp_dir().to_str().unwrap(),
-        "-z",
-        t.to_str().unwrap(),
-    ]);
+    let out = run(&[std::env::temp_dir().to_str().unwrap(), "-z", t]);
     assert_clean_error(&out, &["directory"]);
 }
 
@@ -302,16 +361,62 @@ fn bad_arguments_are_usage_errors() {
 
 #[test]
 fn tokenize_mode_prints_ids() {
-    let Some(r) = reference() else { return };
+    // the mode itself, on the generated tokenizer: -i's text, then NUL-separated stdin records,
+    // each the library's encoding (no BOS/EOS), one line per record
+    use std::io::Write;
+    let f = files();
+    let tok = Tokenizer::from_file(&f.tok, None).unwrap();
+    let ids = |text: &str| {
+        let ids: Vec<String> = tok
+            .encode(text, false, false)
+            .iter()
+            .map(u32::to_string)
+            .collect();
+        ids.join(" ") + "\n"
+    };
+    let texts = ["一丁  ab", "从前，有 a girl.", ""];
+    let out = run(&["--tokenize", "-z", arg(&f.tok), "-i", texts[0]]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), ids(texts[0]));
+    let mut child = Command::new(BIN)
+        .args(["--tokenize", "-z", arg(&f.tok)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = texts.join("\0") + "\0";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let want: String = texts.iter().map(|t| ids(t)).collect();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    // byte tokens (3 + byte) for the characters the vocab lacks: 从 is E4 BB 8E
+    assert!(ids("从").starts_with("259 231 190 145"), "{}", ids("从"));
+}
+
+#[test]
+fn tokenize_mode_matches_sentencepiece_on_tok5000() {
+    let Some(r) = zhllama_testkit::reference(
+        "tokenize_mode_matches_sentencepiece_on_tok5000",
+        &["zh/tok5000.bin"],
+    ) else {
+        return;
+    };
     let zh = r.join("zh/tok5000.bin");
     let out = run(&[
         "--tokenize",
         "-z",
-        zh.to_str().unwrap(),
+        arg(&zh),
         "-i",
         "从前，有一个小女孩叫莉莉。",
     ]);
     assert!(out.status.success());
+    // sentencepiece's ids for this line with the seed's tok5000.model
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "265 296 319 260 271 262 269 281 340 314 315 267 267 259\n"
@@ -320,13 +425,12 @@ fn tokenize_mode_prints_ids() {
 
 #[test]
 fn chat_mode_runs_from_stdin() {
-    let Some(r) = reference() else { return };
-    let ll = r.join("llama2c");
     use std::io::Write;
+    let f = files();
     let mut child = Command::new(BIN)
-        .arg(ll.join("stories260K.bin"))
+        .arg(&f.tiny)
         .arg("-z")
-        .arg(ll.join("tok512.bin"))
+        .arg(&f.tok)
         .args(["-m", "chat", "-t", "0", "-n", "120", "-y", "You are kind."])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -345,43 +449,76 @@ fn chat_mode_runs_from_stdin() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let s = String::from_utf8_lossy(&out.stdout);
-    assert!(s.starts_with("User: Assistant: "), "{s}");
+    let s = String::from_utf8(out.stdout).unwrap();
+    // One turn: the rendered [INST] prompt, then the greedy answer up to 120 positions (a random
+    // model practically never samples EOS, which would end the turn). That answer is what the
+    // library generates after the same prompt.
+    let reply = s
+        .strip_prefix("User: Assistant: ")
+        .unwrap_or_else(|| panic!("{s}"));
+    let prompt = chat_prompt(Some("You are kind."), "Hello");
+    let mut m = Model::load(&f.tiny, Some(&f.tok), Some(1)).unwrap();
+    let opts = GenerateOptions {
+        steps: 120,
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let whole: String = m.generate(&prompt, &opts).unwrap().collect();
+    let tok = m.tokenizer().unwrap();
+    let echo = tok.decode(&tok.encode(&prompt, true, false)).unwrap();
+    let want = whole.strip_prefix(&echo).unwrap();
+    assert!(!want.is_empty());
+    assert_eq!(reply, format!("{want}\n"));
 }
 
 #[test]
 fn quantize_q8_at_load() {
-    let Some(r) = reference() else { return };
-    let ll = r.join("llama2c");
-    let (m, t) = (ll.join("stories260K.bin"), ll.join("tok512.bin"));
-    let go = |extra: &[&str]| story_260k(&r, &[&["-t", "0", "-n", "80"], extra].concat());
-    let f32_story = go(&[]);
-    let q8 = go(&["--quantize", "q8", "--threads", "1"]);
-    // int8 is not bit-exact, but greedy stories of this model agree for a long stretch
-    let same = f32_story
-        .chars()
-        .zip(q8.chars())
-        .take_while(|(a, b)| a == b)
-        .count();
-    assert!(
-        same >= 150,
-        "diverged after {same} chars:\n{f32_story}\n{q8}"
-    );
-    assert_eq!(q8, go(&["--quantize", "q8", "--threads", "3"]));
-    assert_eq!(q8, go(&["--quantize", "q8", "--group-size", "4"]));
-    // stories260K: dim 64, hidden 172; 8 divides dim but not hidden
-    let o = run(&[
-        m.to_str().unwrap(),
-        "-z",
-        t.to_str().unwrap(),
-        "--quantize",
-        "q8",
-        "--group-size",
-        "8",
-    ]);
+    let f = files();
+    // sampled over the whole context: a random model's greedy story soon repeats one token
+    let go = |model: &Path, extra: &[&str]| {
+        story(
+            model,
+            &f.tok,
+            &[&["-t", "1", "-s", "5", "-n", "0"], extra].concat(),
+        )
+    };
+    let f32_story = go(&f.tiny, &[]);
+    let q8 = go(&f.tiny, &["--quantize", "q8", "--threads", "1"]);
+    // quantizing at load gives the exporter's bytes: the story of the int8 file of the same
+    // weights (and the default group size is 4, the largest dividing 64 and 172)
+    assert_eq!(q8, go(&f.tiny_q8, &[]));
+    assert_eq!(q8, go(&f.tiny, &["--quantize", "q8", "--group-size", "4"]));
+    // and it does change the numbers: int8's rounding moves the probabilities far more than
+    // any f32 summation order could, and over 255 draws some coin falls between the two
+    assert_ne!(q8, f32_story, "--quantize q8 ran f32 weights");
+    // int8 with 1, 2 and 3 threads on the wide model (its int8 matmuls split from 172 rows)
+    let wide = |threads: &str| {
+        story(
+            &f.wide,
+            &f.tok,
+            &[
+                "-t",
+                "0.8",
+                "-s",
+                "3",
+                "-n",
+                "0",
+                "--quantize",
+                "q8",
+                "--threads",
+                threads,
+            ],
+        )
+    };
+    let one = wide("1");
+    assert_eq!(wide("2"), one);
+    assert_eq!(wide("3"), one);
+    // 8 divides dim 64 but not hidden 172
+    let (m, t) = (arg(&f.tiny), arg(&f.tok));
+    let o = run(&[m, "-z", t, "--quantize", "q8", "--group-size", "8"]);
     assert_clean_error(&o, &["group size 8", "172"]);
-    let o = run(&[m.to_str().unwrap(), "--group-size", "4"]);
+    let o = run(&[m, "--group-size", "4"]);
     assert_eq!(o.status.code(), Some(2), "--group-size needs --quantize");
-    let o = run(&[m.to_str().unwrap(), "--quantize", "q4"]);
+    let o = run(&[m, "--quantize", "q4"]);
     assert_eq!(o.status.code(), Some(2));
 }

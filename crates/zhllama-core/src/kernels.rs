@@ -660,7 +660,7 @@ q8_kernel!(q8_vnni, "avx2,fma,avx512vnni,avx512vl", step_vnni);
 
 /// Rows per parallel task: about four tasks per thread (so that work stealing can even out),
 /// a multiple of 4 (the kernel's row block), and never so few rows that scheduling dominates.
-fn block_rows(w: &MatRef<'_>, rows: usize, threads: usize) -> usize {
+pub(crate) fn block_rows(w: &MatRef<'_>, rows: usize, threads: usize) -> usize {
     let cols = w.cols();
     let per_task = rows.div_ceil(threads.max(1) * 4);
     // at least ~16K multiply-adds per task (f32), ~48K for int8 (about three times faster)

@@ -264,6 +264,16 @@ impl Model {
     }
 }
 
+/// From this many multiply-adds of attention scores, `(pos + 1) · dim`, one position's heads run
+/// in parallel; below it handing them to the pool costs more than it saves.
+const PARALLEL_ATTENTION_MIN_WORK: usize = 32768;
+
+/// Whether the attention at `pos` runs its heads on the pool (each head is computed alike
+/// either way, so the result does not depend on it).
+fn attention_in_parallel(pos: usize, dim: usize, threads: usize) -> bool {
+    threads > 1 && (pos + 1) * dim >= PARALLEL_ATTENTION_MIN_WORK
+}
+
 /// One token through the transformer (FORMATS.md §1.4). Runs on the model's pool.
 fn forward(
     ck: &Checkpoint,
@@ -335,7 +345,7 @@ fn forward(
                 let qh = &q[h * hs..(h + 1) * hs];
                 kernels::attend(qh, keys, values, kvd, &mut att[..=pos], out);
             };
-            if threads > 1 && (pos + 1) * d >= 32768 {
+            if attention_in_parallel(pos, d, threads) {
                 s.xb.par_chunks_mut(hs)
                     .zip(s.att.par_chunks_mut(t_max))
                     .enumerate()
@@ -379,3 +389,6 @@ fn forward(
         kernels::matmul(&mut s.logits, &s.x, cls, threads);
     }
 }
+
+#[cfg(test)]
+mod parallel_tests;

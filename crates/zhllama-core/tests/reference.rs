@@ -1,23 +1,22 @@
-//! The library against llama2.c's recorded outputs (skips when ../shared/reference is absent):
-//! the generation iterator yields exactly the story `run` printed.
+//! Conformance: the library against llama2.c's recorded outputs. The generation iterator yields
+//! exactly the story `run` printed. Needs `../shared/reference`; without it the test prints
+//! `SKIPPED <name>` (shown even with `--quiet`, see `zhllama_testkit::reference`) and passes.
+//! What needs no recorded output (the hand-driven Generator, decode, reset) is in
+//! generation.rs, on generated files.
 
-use std::path::{Path, PathBuf};
-
-use zhllama_core::{GenerateOptions, Generator, Model, Tokenizer, BOS};
-
-fn reference() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference");
-    if p.join("llama2c/stories260K.bin").exists() {
-        Some(p)
-    } else {
-        eprintln!("skipping: reference folder {} is absent", p.display());
-        None
-    }
-}
+use zhllama_core::{GenerateOptions, Model};
 
 #[test]
 fn generation_iterator_matches_runc() {
-    let Some(r) = reference() else { return };
+    let needs = [
+        "llama2c/stories260K.bin",
+        "llama2c/tok512.bin",
+        "llama2c/runc/t0_n256.out",
+        "llama2c/runc/t05_p095_s12345.out",
+    ];
+    let Some(r) = zhllama_testkit::reference("generation_iterator_matches_runc", &needs) else {
+        return;
+    };
     let ll = r.join("llama2c");
     let tok = ll.join("tok512.bin");
     let mut m = Model::load(ll.join("stories260K.bin"), Some(&tok), Some(2)).unwrap();
@@ -60,33 +59,4 @@ fn generation_iterator_matches_runc() {
         assert!(gen.tokens_per_second().is_some());
         assert_eq!(format!("{text}\n"), want, "{name}");
     }
-
-    // The borrow-free Generator, driven by hand, gives the same text; and decode() of the
-    // prompt + generated ids gives it too.
-    let opts = GenerateOptions {
-        steps: 100,
-        temperature: 0.0,
-        ..Default::default()
-    };
-    let mut g = Generator::new(&m, "Once upon a time", &opts).unwrap();
-    let mut text = String::new();
-    while let Some(p) = g.next_piece(&mut m) {
-        text.push_str(&p);
-    }
-    assert!(g.is_done());
-    let t = Tokenizer::from_file(&tok, Some(512)).unwrap();
-    let mut ids = g.prompt_tokens().to_vec();
-    ids.extend_from_slice(g.generated_tokens());
-    assert_eq!(ids[0], BOS);
-    assert_eq!(t.decode(&ids).unwrap(), text);
-    assert!(text.starts_with("Once upon a time"));
-
-    // reset + forward by hand reproduce the greedy story's first token
-    m.reset();
-    let logits = m.forward(BOS, 0).unwrap().to_vec();
-    let first = logits
-        .iter()
-        .enumerate()
-        .fold(0, |b, (i, &v)| if v > logits[b] { i } else { b });
-    assert_eq!(t.decode(&[BOS, first as u32]).unwrap(), "Once");
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use zhllama_core::{Error, GenerateOptions, Model, Quantize, Tokenizer, MAGIC};
+use zhllama_testkit::{Shape, Weights};
 
 fn tmpdir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("zhllama-core-robust-{}", std::process::id()));
@@ -13,107 +14,30 @@ fn tmpdir() -> PathBuf {
     d
 }
 
-struct Lcg(u64);
-impl Lcg {
-    fn f(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
-    }
+/// The small model of these tests: dim 8, hidden 12, 2 layers, 2 heads, 1 kv head, vocab 300,
+/// seq 16; int8 group size 4 at most.
+const SMALL: Shape = Shape {
+    dim: 8,
+    hidden: 12,
+    layers: 2,
+    heads: 2,
+    kv_heads: 1,
+    vocab: 300,
+    seq_len: 16,
+};
+
+fn weights(shared: bool) -> Weights {
+    Weights::random(SMALL, shared, 7)
 }
 
-/// A small valid checkpoint: dim 8, hidden 12, 2 layers, 2 heads, 1 kv head, vocab 300, seq 16.
-/// Version 2 holds the version-1 weights quantized with group size 4.
+/// A valid checkpoint of `SMALL`; version 2 holds the same weights quantized with group size 4.
 fn checkpoint(version: u32, shared: bool) -> Vec<u8> {
-    if version == 2 {
-        return quantize_v1(&checkpoint(1, shared), 4);
+    let w = weights(shared);
+    match version {
+        0 => w.v0(),
+        1 => w.v1(),
+        _ => w.v2(4),
     }
-    let (d, h, l, nh, nkv, v, t) = (8usize, 12usize, 2usize, 2usize, 1usize, 300usize, 16usize);
-    let hs = d / nh;
-    let kvd = nkv * hs;
-    let mut out = Vec::new();
-    let ints = [d, h, l, nh, nkv, v, t].map(|x| x as i32);
-    if version == 0 {
-        for (i, x) in ints.iter().enumerate() {
-            let x = if i == 5 && !shared { -x } else { *x };
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-    } else {
-        out.extend_from_slice(&MAGIC.to_le_bytes());
-        out.extend_from_slice(&1i32.to_le_bytes());
-        for x in ints {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-        out.push(shared as u8);
-        out.resize(256, 0);
-    }
-    let mut rng = Lcg(7);
-    let mut floats = v * d + l * (2 * d + 2 * d * d + 2 * kvd * d + 3 * h * d) + d;
-    if version == 0 {
-        floats += t * hs;
-    }
-    if !shared {
-        floats += v * d;
-    }
-    for _ in 0..floats {
-        out.extend_from_slice(&rng.f().to_le_bytes());
-    }
-    out
-}
-
-/// The test model's tensors in a version-1 body, after the norms: their value counts.
-fn v1_tensor_sizes(shared: bool) -> (usize, Vec<usize>) {
-    let (d, h, l, kvd, v) = (8usize, 12usize, 2usize, 4usize, 300usize);
-    let mut sizes = vec![v * d];
-    for n in [d * d, kvd * d, kvd * d, d * d, h * d, d * h, h * d] {
-        sizes.extend(std::iter::repeat_n(n, l));
-    }
-    if !shared {
-        sizes.push(v * d);
-    }
-    (2 * l * d + d, sizes)
-}
-
-/// A version-1 file as version 2 with group size `gs`, quantized as FORMATS.md §1.3 says
-/// (scale = max|w| / 127, q = round-half-even(w / scale), as the exporter's torch.round).
-fn quantize_v1(v1: &[u8], gs: i32) -> Vec<u8> {
-    let shared = v1[36] != 0;
-    let mut out = v1[..256].to_vec();
-    out[4..8].copy_from_slice(&2i32.to_le_bytes());
-    out[37..41].copy_from_slice(&gs.to_le_bytes());
-    let floats: Vec<f32> = v1[256..]
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    let (norms, sizes) = v1_tensor_sizes(shared);
-    for f in &floats[..norms] {
-        out.extend_from_slice(&f.to_le_bytes());
-    }
-    let mut at = norms;
-    for n in sizes {
-        let t = &floats[at..at + n];
-        at += n;
-        let mut scales = Vec::new();
-        for g in t.chunks(gs as usize) {
-            let s = g.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
-            scales.push(s);
-            for v in g {
-                let q = if s > 0.0 {
-                    (v / s).round_ties_even()
-                } else {
-                    0.0
-                };
-                out.push(q as i8 as u8);
-            }
-        }
-        for s in scales {
-            out.extend_from_slice(&s.to_le_bytes());
-        }
-    }
-    assert_eq!(at, floats.len());
-    out
 }
 
 /// A tokenizer with 300 entries: control ids, 256 byte tokens, a space, some letters and merges.
@@ -237,9 +161,9 @@ fn bad_group_sizes_are_errors() {
     }
     // a consistent file with group size 2 (divides both) loads; with 4's size it is truncated
     let v1 = checkpoint(1, true);
-    let p = write("gs2.bin", &quantize_v1(&v1, 2));
+    let p = write("gs2.bin", &weights(true).v2(2));
     assert_eq!(Model::load(&p, None, Some(1)).unwrap().group_size(), 2);
-    let mut b = quantize_v1(&v1, 2);
+    let mut b = weights(true).v2(2);
     b[37..41].copy_from_slice(&4i32.to_le_bytes());
     let p = write("gs2-as-4.bin", &b);
     let e = Model::load(&p, None, Some(1)).err().unwrap().to_string();
@@ -263,20 +187,6 @@ fn bad_group_sizes_are_errors() {
     // an int8 file cannot be requantized to another group size
     let p2 = write("gs-v2.bin", &good);
     assert!(Model::load_with(&p2, None, None, q).is_err());
-}
-
-#[test]
-fn versions_agree_and_threads_do_not_matter() {
-    // v0 and v1 of the same weights must give the same logits: build v1 from v0's tensors.
-    let tok = write("tok2.bin", &tokenizer_bytes());
-    let p0 = write("same-v0.bin", &checkpoint(0, true));
-    let mut a = Model::load(&p0, Some(&tok), Some(1)).unwrap();
-    let mut b = Model::load(&p0, Some(&tok), Some(3)).unwrap();
-    for pos in 0..5 {
-        let la = a.forward(5 + pos as u32, pos).unwrap().to_vec();
-        let lb = b.forward(5 + pos as u32, pos).unwrap().to_vec();
-        assert_eq!(la, lb);
-    }
 }
 
 #[test]

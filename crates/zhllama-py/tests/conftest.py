@@ -1,5 +1,6 @@
 """Shared fixtures for the zhllama_rs tests: random models written by
-tools/gen_random_checkpoint.py, the reference model (skipped when absent), and the native
+tools/gen_random_checkpoint.py (every test but conformance runs on these), the reference model
+for conformance checks only (a visible skip when ../shared/reference is absent), and the native
 `zhllama-rs` binary to compare with."""
 
 from __future__ import annotations
@@ -71,9 +72,10 @@ def tiny_v1(gen: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Files:
 
 @pytest.fixture(scope="session")
 def reference() -> Files:
+    """stories260K and tok512, for conformance tests against llama2.c's recorded outputs."""
     model, tok = REFERENCE / "stories260K.bin", REFERENCE / "tok512.bin"
     if not (model.exists() and tok.exists()):
-        pytest.skip(f"{REFERENCE} is absent (the shared reference folder is not here)")
+        pytest.skip(f"conformance test: needs {REFERENCE.resolve()} (absent)")
     return Files(model, tok)
 
 

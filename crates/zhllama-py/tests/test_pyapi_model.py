@@ -1,4 +1,5 @@
-"""zhllama_rs.Model, Stream and Tokenizer: every call, on random models and the reference one."""
+"""zhllama_rs.Model, Stream and Tokenizer: every call, on random models (and one conformance
+check on the reference model)."""
 
 from __future__ import annotations
 
@@ -84,8 +85,8 @@ def test_forward_and_reset_match_generate(tiny) -> None:
     np.testing.assert_array_equal(m.forward(ids[0], 0), first)
 
 
-def test_tokenizer(tiny, reference) -> None:
-    tok = zhllama_rs.Tokenizer(reference.tokenizer, 512)
+def test_tokenizer(tiny) -> None:
+    tok = zhllama_rs.Tokenizer(tiny.tokenizer, 512)
     assert (tok.vocab_size, tok.bos_id, tok.eos_id) == (512, 1, 2)
     ids = tok.encode("Once upon a time")
     assert ids[0] == 1 and ids[-1] != 2
@@ -98,7 +99,7 @@ def test_tokenizer(tiny, reference) -> None:
     assert zhllama_rs.Tokenizer(tiny.tokenizer).vocab_size == 512
     assert "vocab_size=512" in repr(tok)
     # the model's tokenizer is the same thing
-    m = zhllama_rs.Model(reference.model, reference.tokenizer)
+    m = zhllama_rs.Model(tiny.model, tiny.tokenizer)
     assert m.tokenizer is not None and m.tokenizer.encode("Lily") == tok.encode("Lily")
     assert m.tokenizer is m.tokenizer
 
@@ -124,6 +125,7 @@ def test_stream_refuses_an_overwritten_cache(tiny) -> None:
 
 
 def test_reference_story(reference) -> None:
+    """Conformance: stories260K's greedy story begins as llama2.c's run prints it."""
     m = zhllama_rs.Model(reference.model, reference.tokenizer)
     text = m.generate("Once upon a time", steps=64, temperature=0.0)
     assert text.startswith("Once upon a time, there was a little girl named Lily.")
