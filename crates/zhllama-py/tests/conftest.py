@@ -86,7 +86,7 @@ def native_cli() -> Path:
     if env:
         return Path(env)
     if shutil.which("cargo") is None:
-        pytest.skip("cargo is not on PATH and $ZHLLAMA_RS is not set: cannot build zhllama-rs")
+        pytest.fail("cargo is not on PATH and $ZHLLAMA_RS is not set: cannot build zhllama-rs")
     subprocess.run(["cargo", "build", "-q", "-p", "zhllama-cli"], cwd=ROOT, check=True)
     return ROOT / "target" / "debug" / "zhllama-rs"
 
