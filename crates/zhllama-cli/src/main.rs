@@ -250,6 +250,7 @@ fn chat(
     } else {
         steps
     };
+    model.reserve(steps).map_err(|e| e.to_string())?;
     let tok: Tokenizer = model.tokenizer().expect("loaded with a tokenizer").clone();
     let mut out = std::io::stdout();
     let mut stream = Utf8Stream::new();

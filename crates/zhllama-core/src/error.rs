@@ -3,7 +3,9 @@
 //! Every malformed input (a checkpoint, a tokenizer, an argument) becomes one of these values,
 //! never a panic. The variants are coarse on purpose so that a binding can map them to its own
 //! exception types in one place: [`Error::NotFound`] → `FileNotFoundError`, [`Error::BadFile`]
-//! and [`Error::BadArgument`] → `ValueError`, [`Error::Io`] → `OSError`.
+//! and [`Error::BadArgument`] → `ValueError`, [`Error::Io`] → `OSError`,
+//! [`Error::OutOfMemory`] → `MemoryError`.
+
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +40,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Memory for the run state (the KV cache) could not be allocated.
+    #[error("cannot allocate {bytes} bytes ({mib} MiB) for {what}", mib = bytes.div_ceil(1 << 20))]
+    OutOfMemory {
+        /// How many bytes were asked for.
+        bytes: u64,
+        /// What they were for, e.g. "the KV cache of 300000 positions".
+        what: String,
+    },
 }
 
 /// `Result` with [`Error`].
@@ -68,3 +78,4 @@ impl Error {
         Error::BadArgument(msg.into())
     }
 }
+

@@ -5,13 +5,16 @@
 //! | `Error::NotFound`             | `FileNotFoundError` |
 //! | `Error::BadFile`, `BadArgument` | `ValueError`      |
 //! | `Error::Io`                   | `OSError`           |
+//! | `Error::OutOfMemory`          | `MemoryError`       |
 //! | a bad argument of the binding | `ValueError`        |
 //! | a stream whose model moved on | `RuntimeError`      |
 //!
 //! The core returns every malformed input as an `Error` value, and the binding checks what it
 //! narrows (negative ids, huge counts) itself, so no input reaches a panic (a `PanicException`).
 
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyMemoryError, PyOSError, PyRuntimeError, PyValueError,
+};
 use pyo3::PyErr;
 use zhllama_core::Error;
 
@@ -27,6 +30,7 @@ pub(crate) fn to_py(e: Error) -> PyErr {
             path.to_string_lossy().into_owned(),
         )),
         Error::BadFile { .. } | Error::BadArgument(_) => PyValueError::new_err(e.to_string()),
+        Error::OutOfMemory { .. } => PyMemoryError::new_err(e.to_string()),
         Error::Io {
             ref path,
             ref source,

@@ -213,6 +213,7 @@ impl PyModel {
             let eng = &mut *guard;
             eng.epoch += 1;
             let mut gen = Generator::new(&eng.model, &prompt, &opts).map_err(to_py)?;
+            eng.model.reserve(gen.steps()).map_err(to_py)?;
             let mut text = String::new();
             let mut checked = Instant::now();
             while let Some(piece) = gen.next_piece(&mut eng.model) {
@@ -249,6 +250,7 @@ impl PyModel {
             let mut eng = this.lock();
             eng.epoch += 1;
             let gen = Generator::new(&eng.model, &prompt, &opts).map_err(to_py)?;
+            eng.model.reserve(gen.steps()).map_err(to_py)?;
             Ok::<_, PyErr>((gen, eng.epoch))
         })?;
         Ok(PyStream {
