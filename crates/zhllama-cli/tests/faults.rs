@@ -1,5 +1,6 @@
 //! Faults found by fuzzing and crash tests (issue 15), each reproduced on the real binary with
-//! files written here.
+//! files written here: a header whose context would not fit in memory, files that are not
+//! regular files.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -177,3 +178,63 @@ fn a_huge_context_costs_only_the_positions_run_and_fails_cleanly() {
     }
 }
 
+fn mkfifo(name: &str) -> PathBuf {
+    let p = tmp(name);
+    let _ = std::fs::remove_file(&p);
+    let st = Command::new("mkfifo").arg(&p).status().unwrap();
+    assert!(st.success());
+    p
+}
+
+#[test]
+fn devices_and_fifos_are_refused_without_reading_them() {
+    let (model, tok) = files(64);
+    let (m, t) = (model.to_str().unwrap(), tok.to_str().unwrap());
+    let fifo = mkfifo("pipe.bin");
+    let f = fifo.to_str().unwrap();
+    // Before: /dev/zero as tokenizer grew to GBs, /dev/urandom never ended, a FIFO waited
+    // for a writer forever.
+    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
+        (
+            vec!["/dev/zero", "-z", t],
+            "/dev/zero",
+            "is a character device, not a checkpoint file",
+        ),
+        (
+            vec![m, "-z", "/dev/zero"],
+            "/dev/zero",
+            "is a character device, not a tokenizer file",
+        ),
+        (
+            vec![m, "-z", "/dev/urandom"],
+            "/dev/urandom",
+            "not a tokenizer file",
+        ),
+        (
+            vec![f, "-z", t],
+            f,
+            "is a named pipe (FIFO), not a checkpoint file",
+        ),
+        (
+            vec![m, "-z", f],
+            f,
+            "is a named pipe (FIFO), not a tokenizer file",
+        ),
+        (
+            vec!["--tokenize", "-z", "/dev/urandom", "-i", "hi"],
+            "/dev/urandom",
+            "tokenizer file",
+        ),
+        (vec!["--tokenize", "-z", f, "-i", "hi"], f, "tokenizer file"),
+        (
+            vec![f, "--tokenize", "-z", t, "-i", "hi"],
+            f,
+            "checkpoint file",
+        ),
+    ];
+    for (args, name, why) in cases {
+        let what = args.join(" ");
+        let out = run(&args, &what);
+        assert_one_line_error(&out, &[name, why], &what);
+    }
+}

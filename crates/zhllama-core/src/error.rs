@@ -79,3 +79,47 @@ impl Error {
     }
 }
 
+/// Opens `path` for reading only if it is a regular file, without blocking on a FIFO or a
+/// device: the type is checked before the open (a FIFO's open would wait for a writer) and
+/// again on the opened handle (the name may have been swapped in between). `what` names the
+/// expected kind of file for the message ("checkpoint", "tokenizer").
+pub(crate) fn open_regular(path: &Path, what: &str) -> Result<(std::fs::File, u64)> {
+    let check = |meta: &std::fs::Metadata| -> Result<()> {
+        let kind = meta.file_type();
+        if kind.is_file() {
+            return Ok(());
+        }
+        let is = if kind.is_dir() {
+            "a directory"
+        } else {
+            special_kind(&kind)
+        };
+        Err(Error::bad_file(path, format!("is {is}, not a {what} file")))
+    };
+    check(&std::fs::metadata(path).map_err(|e| Error::io(path, e))?)?;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    check(&meta)?;
+    Ok((file, meta.len()))
+}
+
+#[cfg(unix)]
+fn special_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "something other than a regular file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_: &std::fs::FileType) -> &'static str {
+    "something other than a regular file"
+}
