@@ -1,7 +1,8 @@
 //! Faults found by fuzzing and crash tests (issue 15), each reproduced on the real binary with
 //! files written here: a header whose context would not fit in memory, files that are not
-//! regular files.
+//! regular files, a stdout that fails or closes.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -172,6 +173,7 @@ fn a_huge_context_costs_only_the_positions_run_and_fails_cleanly() {
             &[
                 "cannot allocate 553648128 bytes",
                 "KV cache of 1048576 positions",
+                "-n",
             ],
             mode,
         );
@@ -236,5 +238,74 @@ fn devices_and_fifos_are_refused_without_reading_them() {
         let what = args.join(" ");
         let out = run(&args, &what);
         assert_one_line_error(&out, &[name, why], &what);
+    }
+}
+
+#[test]
+fn a_full_stdout_is_one_error_line_in_every_mode() {
+    let (model, tok) = files(64);
+    let (m, t) = (model.to_str().unwrap(), tok.to_str().unwrap());
+    let modes: [&[&str]; 4] = [
+        &["-i", "hi"],
+        &["-m", "chat", "-y", "sys", "-i", "hi"],
+        &["-m", "chat"], // the prompts for the system and user lines are output too
+        &["--tokenize", "-i", "hi"],
+    ];
+    for mode in modes {
+        let mut args = vec![m, "-z", t, "-n", "20", "-t", "0"];
+        args.extend_from_slice(mode);
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = finish(child, &args.join(" "));
+        assert_one_line_error(
+            &out,
+            &["cannot write to stdout", "No space left on device"],
+            &args.join(" "),
+        );
+    }
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly_in_every_mode() {
+    let (model, tok) = files(64);
+    let (m, t) = (model.to_str().unwrap(), tok.to_str().unwrap());
+    let modes: [&[&str]; 3] = [
+        &["-i", "hi", "--no-eos-stop"],
+        &["-m", "chat", "-y", "sys", "-i", "hi"],
+        &["--tokenize", "-i", "hi"],
+    ];
+    for mode in modes {
+        let mut args = vec![m, "-z", t, "-n", "64", "-t", "0"];
+        args.extend_from_slice(mode);
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader goes away before anything is written
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let status = finish(child, &args.join(" ")).status;
+        assert_eq!(status.code(), Some(0), "{args:?}: {status:?} {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("zhllama-rs:"),
+            "{args:?}: {err}"
+        );
     }
 }
