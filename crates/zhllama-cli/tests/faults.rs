@@ -1,6 +1,6 @@
 //! Faults found by fuzzing and crash tests (issue 15), each reproduced on the real binary with
 //! files written here: a header whose context would not fit in memory, files that are not
-//! regular files, a stdout that fails or closes.
+//! regular files, a stdout that fails or closes, and a file name holding a newline.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -308,4 +308,28 @@ fn a_closed_pipe_ends_quietly_in_every_mode() {
             "{args:?}: {err}"
         );
     }
+}
+
+#[test]
+fn a_name_with_a_newline_stays_on_one_line() {
+    let (model, _) = files(64);
+    let odd = tmp("bad\nname.bin");
+    std::fs::write(&odd, b"short").unwrap();
+    let m = model.to_str().unwrap();
+    let o = odd.to_str().unwrap();
+    let out = run(&[m, "-z", o], "tokenizer with a newline");
+    assert_one_line_error(
+        &out,
+        &["bad\\nname.bin\"", "entry 0 is cut off"],
+        "tokenizer",
+    );
+    let out = run(&[o, "-z", o], "checkpoint with a newline");
+    assert_one_line_error(
+        &out,
+        &["bad\\nname.bin\"", "too short for a checkpoint"],
+        "ckpt",
+    );
+    let missing = tmp("it's missing.bin");
+    let out = run(&[missing.to_str().unwrap(), "-z", o], "quote in the name");
+    assert_one_line_error(&out, &["it's missing.bin\": no such file"], "missing");
 }

@@ -639,7 +639,7 @@ impl Checkpoint {
             if let Some(gs) = group_size.filter(|&gs| gs != c.group_size) {
                 return Err(Error::bad_arg(format!(
                     "{} is already int8 with group size {}; cannot requantize it to {gs}",
-                    path.display(),
+                    crate::error::quote(path),
                     c.group_size
                 )));
             }

@@ -5,7 +5,9 @@
 //! exception types in one place: [`Error::NotFound`] → `FileNotFoundError`, [`Error::BadFile`]
 //! and [`Error::BadArgument`] → `ValueError`, [`Error::Io`] → `OSError`,
 //! [`Error::OutOfMemory`] → `MemoryError`.
-
+//!
+//! File names in messages go through [`quote`], so a name holding a newline or a quote cannot
+//! break the one-line message or make it ambiguous.
 
 use std::path::{Path, PathBuf};
 
@@ -13,14 +15,14 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file that was asked for does not exist.
-    #[error("{}: no such file", path.display())]
+    #[error("{}: no such file", quote(path))]
     NotFound {
         /// The path that was asked for.
         path: PathBuf,
     },
     /// A file exists but its contents are not what the format requires (wrong size, bad header,
     /// vocab size that does not match the model, …).
-    #[error("{}: {msg}", path.display())]
+    #[error("{}: {msg}", quote(path))]
     BadFile {
         /// The offending file.
         path: PathBuf,
@@ -32,7 +34,7 @@ pub enum Error {
     #[error("{0}")]
     BadArgument(String),
     /// The operating system refused a read, a map or a thread.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}", quote(path))]
     Io {
         /// The file being read (empty when no file was involved).
         path: PathBuf,
@@ -76,6 +78,21 @@ impl Error {
 
     pub(crate) fn bad_arg(msg: impl Into<String>) -> Self {
         Error::BadArgument(msg.into())
+    }
+}
+
+/// A file name as messages show it: as it is when it is plain (no whitespace, control
+/// characters, quotes or backslashes), else double-quoted with Rust's escapes (`"a\nb.bin"`),
+/// the way coreutils quotes names only when it must.
+pub fn quote(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && !matches!(c, '"' | '\'' | '\\'));
+    if plain {
+        s.into_owned()
+    } else {
+        format!("{s:?}")
     }
 }
 
