@@ -105,6 +105,53 @@ def test_train_on_a_full_disk_is_one_line_naming_the_checkpoint(work, tmp_path) 
         assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
 
 
+KILL_AT_FINAL_EXPORT = """
+import os, signal, sys
+from zhllama_trainer import train
+from zhllama.cli import main
+
+def killed(self, model, it):  # SIGKILL at the moment ckpt.pt is saved and not yet exported
+    if it == {final}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, model, it)
+
+real, train.Exports.write = train.Exports.write, killed
+sys.exit(main({argv!r}))
+"""
+
+
+def test_a_kill_before_the_final_export_is_repaired_on_resume(work, tmp_path) -> None:
+    run = tmp_path / "run"
+    argv = ["train", "size=tiny", f"data_dir={work / 'shards'}", f"out_dir={run}",
+            "max_iters=4", "eval_interval=2", "learning_rate=3e-3", *SMALL]  # fmt: skip
+    code = textwrap.dedent(KILL_AT_FINAL_EXPORT).format(final=4, argv=argv)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == -9, r.stderr
+    assert json.loads((run / "model.bin.json").read_text())["iter"] == 2
+    # the state a kill in the middle of a checkpoint write leaves, and files that are not ours
+    stale = [run / ".ckpt.pt.k1ll3d00.tmp", run / ".model.bin.x9y8z7w6.tmp"]
+    others = [run / ".notes.txt.abc.tmp", run / "ckpt.pt.tmp", run / ".ckpt.pt.keep"]
+    for p in stale + others:
+        p.write_bytes(b"partial")
+    before = (run / "model.bin").read_bytes()
+
+    # nothing is left to run (iter 4 of 4), yet model.bin must become iter 4's export
+    r = zh(*argv, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "exporting iter 4" in r.stderr
+    assert "removed 2 temporary file(s)" in r.stderr
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in others)
+    fresh = tmp_path / "fresh.bin"
+    assert zh("export", str(run / "ckpt.pt"), str(fresh), "--format", "llama2c").returncode == 0
+    assert (run / "model.bin").read_bytes() == fresh.read_bytes() != before
+    assert json.loads((run / "model.bin.json").read_text())["iter"] == 4
+
+    # a resume with model.bin up to date exports nothing again
+    r = zh(*argv, "--resume")
+    assert r.returncode == 0 and "exporting" not in r.stderr, r.stderr
+
+
 def test_a_name_with_a_newline_is_one_line(tmp_path) -> None:
     odd = tmp_path / "bad\nname.pt"
     odd.write_bytes(b"not a checkpoint")

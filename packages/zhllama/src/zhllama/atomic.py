@@ -105,6 +105,30 @@ def _named(target: Path) -> Iterator[None]:
         raise
 
 
+def clean_stale_temporaries(folder: str | os.PathLike[str], names: list[str]) -> list[Path]:
+    """Remove the temporaries a killed writer left in `folder` for the files `names`.
+
+    `atomic_open` names its temporary `.{name}.XXXXXXXX.tmp` beside the target and removes it
+    itself on any error it sees, but a SIGKILL (or a power cut) leaves it behind. Only files
+    matching that pattern for the given names are touched, so call it where no other writer
+    of those files is running (a run folder when the run starts). Returns what was removed."""
+    removed = []
+    for name in names:
+        for p in Path(folder).glob(f".{glob_escape(name)}.*.tmp"):
+            if p.is_file() and not p.is_symlink():
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                    removed.append(p)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """`name` with glob's special characters taken literally."""
+    import glob
+
+    return glob.escape(name)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
