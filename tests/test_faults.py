@@ -152,6 +152,33 @@ def test_a_kill_before_the_final_export_is_repaired_on_resume(work, tmp_path) ->
     assert r.returncode == 0 and "exporting" not in r.stderr, r.stderr
 
 
+def test_shards_find_their_tokenizer_from_any_folder_and_after_a_move(work, tmp_path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    manifest = json.loads((work / "shards" / "manifest.json").read_text())
+    assert Path(manifest["tokenizer"]).is_absolute()
+    assert manifest["tokenizer_relative"] == "../tok/tok1400.model"
+    base = ["train", "size=tiny", "max_iters=1", "eval_interval=1", *SMALL]
+    # before: 'names no tokenizer model', no tokenizer.bin (the path was relative to `work`)
+    r = zh(*base, f"data_dir={work / 'shards'}", "out_dir=run", cwd=elsewhere)
+    assert r.returncode == 0, r.stderr
+    assert (elsewhere / "run" / "tokenizer.bin").is_file(), r.stderr
+    # the data and its tokenizer moved together: found relative to the manifest
+    moved = tmp_path / "moved"
+    shutil.copytree(work / "shards", moved / "shards")
+    shutil.copytree(work / "tok", moved / "tok")
+    data = json.loads((moved / "shards" / "manifest.json").read_text())
+    data["tokenizer"] = str(tmp_path / "gone" / "tok1400.model")  # the old place is gone
+    (moved / "shards" / "manifest.json").write_text(json.dumps(data))
+    r = zh(*base, f"data_dir={moved / 'shards'}", "out_dir=run2", cwd=elsewhere)
+    assert r.returncode == 0, r.stderr
+    assert (elsewhere / "run2" / "tokenizer.bin").is_file(), r.stderr
+    # a file of that name that is not the data's tokenizer is refused by its hash
+    (moved / "tok" / "tok1400.model").write_bytes(b"not it")
+    r = zh(*base, f"data_dir={moved / 'shards'}", "out_dir=run3", cwd=elsewhere)
+    assert "not the tokenizer the data" in r.stderr and r.returncode == 1, r.stderr
+
+
 def test_a_name_with_a_newline_is_one_line(tmp_path) -> None:
     odd = tmp_path / "bad\nname.pt"
     odd.write_bytes(b"not a checkpoint")

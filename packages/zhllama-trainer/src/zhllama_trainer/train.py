@@ -98,7 +98,12 @@ def model_args_for(c: TrainConfig, data_vocab: int) -> ModelArgs:
 
 
 def find_tokenizer(c: TrainConfig, manifest: dict[str, Any]) -> Path | None:
-    """The tokenizer .model: the config's, else the manifest's (as written, or beside the data)."""
+    """The tokenizer .model: the config's, else the one the manifest names.
+
+    The manifest records it as an absolute path and relative to the shard folder (older
+    manifests: as typed, relative to wherever pretokenize ran); each place is tried, from any
+    working folder, and the first file with the manifest's sha256 is the one. `None` when the
+    manifest names none, or none of its places holds the right file (a note says which)."""
     if c.tokenizer is not None:
         if not c.tokenizer.is_file():
             raise ZhllamaError(f"{c.tokenizer}: no such tokenizer model")
@@ -106,9 +111,20 @@ def find_tokenizer(c: TrainConfig, manifest: dict[str, Any]) -> Path | None:
     named = manifest.get("tokenizer")
     if not named:
         return None
-    for cand in (Path(named), c.data_dir / named, c.data_dir / Path(named).name):
-        if cand.is_file():
+    places = [Path(named)]
+    if manifest.get("tokenizer_relative"):
+        places.append(c.data_dir / manifest["tokenizer_relative"])
+    places += [c.data_dir / named, c.data_dir / Path(named).name]
+    found = [p for p in dict.fromkeys(places) if p.is_file()]
+    for cand in found:
+        with contextlib.suppress(ZhllamaError):
             return _same_as_data(cand, c, manifest)
+    if found:
+        return _same_as_data(found[0], c, manifest)  # raises: it is not the data's tokenizer
+    console.print(
+        f"[yellow]note:[/] {c.data_dir}/manifest.json names the tokenizer {named}, which is not "
+        f"there any more; pass tokenizer=PATH to ship it with the run"
+    )
     return None
 
 
