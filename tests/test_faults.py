@@ -179,6 +179,22 @@ def test_shards_find_their_tokenizer_from_any_folder_and_after_a_move(work, tmp_
     assert "not the tokenizer the data" in r.stderr and r.returncode == 1, r.stderr
 
 
+def test_an_odd_first_jsonl_record_does_not_cost_the_rest(tmp_path, capsys) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    lines = [json.dumps({"content": "目录", "id": 0}, ensure_ascii=False)]
+    lines += [json.dumps({"story_zh": f"从前有一只猫{i}。", "id": i}, ensure_ascii=False)
+              for i in range(1, 31)]  # fmt: skip
+    (corpus / "a.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # before: the key came from line 1 ('content'), and the 30 stories were all skipped
+    assert main(["data", "sample", "jsonl", "--set", f"path={corpus}", "-n", "40"]) == 0
+    out = capsys.readouterr()
+    for i in range(1, 31):
+        assert f"从前有一只猫{i}。" in out.out
+    assert "text key 'story_zh', held by 30 of the first 31 records" in out.err
+    assert "a.jsonl:1: no 'story_zh' key; skipped" in out.err
+
+
 def test_a_name_with_a_newline_is_one_line(tmp_path) -> None:
     odd = tmp_path / "bad\nname.pt"
     odd.write_bytes(b"not a checkpoint")
