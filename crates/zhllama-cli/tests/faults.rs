@@ -3,7 +3,7 @@
 //! regular files, a stdout that fails or closes, and a file name holding a newline.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
