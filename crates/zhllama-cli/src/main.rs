@@ -1,8 +1,9 @@
 //! `zhllama-rs`: run llama2.c-format models from the command line.
 //!
 //! Flags, wiring and exit codes only; the engine is `zhllama-core`. Exit status: 0 on success,
-//! 1 when a file or argument is bad (one line on stderr naming the file and the problem), 2 for
-//! a usage error.
+//! 1 when a file or argument is bad (one line on stderr naming the file and the problem) or
+//! stdout cannot be written (a full disk), 2 for a usage error. A reader that goes away (a
+//! closed pipe, as with `| head`) ends the run quietly with status 0.
 
 use std::ffi::OsString;
 use std::io::{BufRead, Read, Write};
@@ -32,7 +33,9 @@ Behaviour at the edges (the same as llama2.c's run.c unless said otherwise):
     (the exporter's llama2c-int8 bytes). A group size that does not divide both dim and hidden
     is an error.
 
-The story goes to stdout followed by a newline; 'achieved tok/s: X' goes to stderr.
+The story goes to stdout followed by a newline; 'achieved tok/s: X' goes to stderr. When stdout
+is a pipe that closes (| head) the run ends quietly; when it cannot be written (a full disk) the
+run ends with one error line and status 1.
 
 --tokenize prints the ids sentencepiece would give (no BOS/EOS), space-separated: for -i's text,
 or else for each NUL-separated record of stdin, one line per record. CHECKPOINT is optional
@@ -134,17 +137,91 @@ pub fn main_with_args(args: Vec<OsString>) -> u8 {
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+            return match e.print() {
+                Err(io) if !e.use_stderr() && io.kind() != std::io::ErrorKind::BrokenPipe => {
+                    report(&stdout_error(io));
+                    1
+                }
+                _ if e.use_stderr() => 2,
+                _ => 0,
+            };
         }
     };
     match run(cli) {
-        Ok(()) => 0,
-        Err(msg) => {
-            eprintln!("zhllama-rs: {msg}");
+        Ok(()) | Err(Failure::Closed) => 0,
+        Err(Failure::Message(msg)) => {
+            report(&msg);
             1
         }
     }
+}
+
+/// Why a run ended early: a message for stderr (status 1), or stdout's reader went away
+/// (status 0, nothing to say).
+enum Failure {
+    Message(String),
+    Closed,
+}
+
+impl From<String> for Failure {
+    fn from(msg: String) -> Self {
+        Failure::Message(msg)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(msg: &str) -> Self {
+        Failure::Message(msg.to_owned())
+    }
+}
+
+impl From<zhllama_core::Error> for Failure {
+    fn from(e: zhllama_core::Error) -> Self {
+        match e {
+            zhllama_core::Error::OutOfMemory { .. } => {
+                Failure::Message(format!("{e}; run fewer positions (-n)"))
+            }
+            e => Failure::Message(e.to_string()),
+        }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    /// A failed write to stdout.
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure::Closed
+        } else {
+            Failure::Message(stdout_error(e))
+        }
+    }
+}
+
+fn stdout_error(e: std::io::Error) -> String {
+    format!("cannot write to stdout: {e}")
+}
+
+/// The error line on stderr, always one line (control characters escaped). A stderr that
+/// cannot be written is ignored: there is nowhere left to say so, and the status still tells.
+fn report(msg: &str) {
+    let line: String = msg
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    let _ = writeln!(std::io::stderr(), "zhllama-rs: {line}");
+}
+
+/// Writes and flushes `bytes` (pieces go out as they are generated).
+fn emit(out: &mut impl Write, bytes: &[u8]) -> Result<(), Failure> {
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(())
 }
 
 fn load_tokenizer_hint(e: zhllama_core::Error, cli: &Cli) -> String {
@@ -156,7 +233,7 @@ fn load_tokenizer_hint(e: zhllama_core::Error, cli: &Cli) -> String {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<(), Failure> {
     if cli.tokenize {
         return tokenize(&cli);
     }
@@ -196,21 +273,17 @@ fn run(cli: Cli) -> Result<(), String> {
                 stop_at_eos: !cli.no_eos_stop,
             };
             let prompt = cli.prompt.clone().unwrap_or_default();
-            let mut gen = model.generate(&prompt, &opts).map_err(|e| e.to_string())?;
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
+            let mut gen = model.generate(&prompt, &opts)?;
+            let mut out = std::io::stdout().lock();
             for piece in &mut gen {
-                if out
-                    .write_all(piece.as_bytes())
-                    .and_then(|_| out.flush())
-                    .is_err()
-                {
-                    return Ok(()); // reader went away (e.g. a closed pipe): stop quietly
-                }
+                emit(&mut out, piece.as_bytes())?;
             }
-            let _ = out.write_all(b"\n").and_then(|_| out.flush());
+            if let Some(e) = gen.generator().error() {
+                return Err(e.into());
+            }
+            emit(&mut out, b"\n")?;
             if let Some(tps) = gen.tokens_per_second() {
-                eprintln!("achieved tok/s: {tps:.6}");
+                let _ = writeln!(std::io::stderr(), "achieved tok/s: {tps:.6}");
             }
             Ok(())
         }
@@ -219,11 +292,10 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 /// Reads one line from stdin after printing `guide`; `None` at end of input.
-fn read_line(guide: &str) -> Option<String> {
-    print!("{guide}");
-    let _ = std::io::stdout().flush();
+fn read_line(out: &mut impl Write, guide: &str) -> Result<Option<String>, Failure> {
+    emit(out, guide.as_bytes())?;
     let mut line = String::new();
-    match std::io::stdin().lock().read_line(&mut line) {
+    Ok(match std::io::stdin().lock().read_line(&mut line) {
         Ok(0) | Err(_) => None,
         Ok(_) => {
             while line.ends_with('\n') || line.ends_with('\r') {
@@ -231,7 +303,7 @@ fn read_line(guide: &str) -> Option<String> {
             }
             Some(line)
         }
-    }
+    })
 }
 
 /// Chat as run.c does: Llama-2 `[INST]` turns, one position counter across the whole
@@ -243,15 +315,16 @@ fn chat(
     top_p: f32,
     seed: u64,
     steps: usize,
-) -> Result<(), String> {
-    let mut sampler = Sampler::new(temperature, top_p, seed).map_err(|e| e.to_string())?;
+) -> Result<(), Failure> {
+    let mut sampler = Sampler::new(temperature, top_p, seed)?;
     let steps = if steps == 0 || steps > model.seq_len() {
         model.seq_len()
     } else {
         steps
     };
+    model.reserve(steps)?;
     let tok: Tokenizer = model.tokenizer().expect("loaded with a tokenizer").clone();
-    let mut out = std::io::stdout();
+    let mut out = std::io::stdout().lock();
     let mut stream = Utf8Stream::new();
     let mut prompt_tokens: Vec<u32> = Vec::new();
     let mut user_idx = 0usize;
@@ -264,7 +337,7 @@ fn chat(
             if pos == 0 {
                 system = match &cli.system {
                     Some(s) => s.clone(),
-                    None => match read_line("Enter system prompt (optional): ") {
+                    None => match read_line(&mut out, "Enter system prompt (optional): ")? {
                         Some(s) => s,
                         None => break,
                     },
@@ -272,7 +345,7 @@ fn chat(
             }
             let user = match (&cli.prompt, pos) {
                 (Some(p), 0) => p.clone(),
-                _ => match read_line("User: ") {
+                _ => match read_line(&mut out, "User: ")? {
                     Some(s) => s,
                     None => break,
                 },
@@ -281,8 +354,7 @@ fn chat(
             prompt_tokens = tok.encode(&rendered, true, false);
             user_idx = 0;
             user_turn = false;
-            print!("Assistant: ");
-            let _ = out.flush();
+            emit(&mut out, b"Assistant: ")?;
         }
         let token = if user_idx < prompt_tokens.len() {
             user_idx += 1;
@@ -293,38 +365,28 @@ fn chat(
         if token == EOS {
             user_turn = true;
         }
-        let logits = model.forward(token, pos).map_err(|e| e.to_string())?;
+        let logits = model.forward(token, pos)?;
         next = sampler.sample(logits);
         pos += 1;
         if user_idx >= prompt_tokens.len() && next != EOS {
             let text = stream.push(tok.piece_bytes(token, next));
-            if out
-                .write_all(text.as_bytes())
-                .and_then(|_| out.flush())
-                .is_err()
-            {
-                return Ok(());
-            }
+            emit(&mut out, text.as_bytes())?;
         }
         if next == EOS {
             let text = stream.finish();
-            let _ = out.write_all(text.as_bytes());
-            println!();
+            emit(&mut out, text.as_bytes())?;
+            emit(&mut out, b"\n")?;
         }
     }
     let text = stream.finish();
-    let _ = out.write_all(text.as_bytes());
-    println!();
+    emit(&mut out, text.as_bytes())?;
+    emit(&mut out, b"\n")?;
     Ok(())
 }
 
-fn tokenize(cli: &Cli) -> Result<(), String> {
+fn tokenize(cli: &Cli) -> Result<(), Failure> {
     let vocab = match &cli.checkpoint {
-        Some(c) => Some(
-            zhllama_core::read_config(c)
-                .map_err(|e| e.to_string())?
-                .vocab_size,
-        ),
+        Some(c) => Some(zhllama_core::read_config(c)?.vocab_size),
         None => None,
     };
     let tok =
@@ -352,10 +414,8 @@ fn tokenize(cli: &Cli) -> Result<(), String> {
             .iter()
             .map(u32::to_string)
             .collect();
-        if writeln!(out, "{}", ids.join(" ")).is_err() {
-            return Ok(());
-        }
+        writeln!(out, "{}", ids.join(" "))?;
     }
-    let _ = out.flush();
+    out.flush()?;
     Ok(())
 }

@@ -565,15 +565,9 @@ pub fn read_config(path: impl AsRef<Path>) -> Result<Config> {
 }
 
 fn open_header(path: &Path) -> Result<(File, Config, usize, u64)> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-    if meta.is_dir() {
-        return Err(Error::bad_file(
-            path,
-            "is a directory, not a checkpoint file",
-        ));
-    }
-    let file_len = meta.len();
+    // A FIFO or a device is refused before it is read: its size says nothing about how much
+    // it would yield (or it would block), and everything below is bounded by the size.
+    let (file, file_len) = crate::error::open_regular(path, "checkpoint")?;
     let mut head = vec![0u8; file_len.min(256) as usize];
     {
         use std::io::Read;
@@ -645,7 +639,7 @@ impl Checkpoint {
             if let Some(gs) = group_size.filter(|&gs| gs != c.group_size) {
                 return Err(Error::bad_arg(format!(
                     "{} is already int8 with group size {}; cannot requantize it to {gs}",
-                    path.display(),
+                    crate::error::quote(path),
                     c.group_size
                 )));
             }

@@ -88,6 +88,7 @@ pub struct Generator {
     start: Option<Instant>,
     seconds: f64,
     generated: Vec<u32>,
+    error: Option<String>,
 }
 
 impl Generator {
@@ -118,6 +119,7 @@ impl Generator {
             start: None,
             seconds: 0.0,
             generated: Vec::new(),
+            error: None,
         })
     }
 
@@ -134,6 +136,13 @@ impl Generator {
     /// The effective number of positions (after clamping).
     pub fn steps(&self) -> usize {
         self.steps
+    }
+
+    /// Why generation stopped early, if it did: the KV cache could not grow (only when the
+    /// caller did not [`Model::reserve`] [`Generator::steps`] positions first, as
+    /// [`Model::generate`] does).
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
     /// Whether generation has finished.
@@ -179,6 +188,11 @@ impl Generator {
             return Some(self.stream.finish());
         }
         if self.pos >= self.steps {
+            self.finish();
+            return self.step(model);
+        }
+        if let Err(e) = model.ensure_position(self.pos) {
+            self.error = Some(e.to_string());
             self.finish();
             return self.step(model);
         }

@@ -12,22 +12,26 @@ use crate::kernels::{self, MatRef};
 use crate::tokenizer::Tokenizer;
 
 /// Activations and caches of one sequence.
+///
+/// The KV cache and the attention scores hold `positions` positions, not the whole context:
+/// a header may claim a context of a million positions that no run will use, so the cache
+/// grows (fallibly, see [`RunState::reserve`]) to what a run asks for, never beyond `seq_len`.
 struct RunState {
-    x: Vec<f32>,           // (d) the residual stream
-    xb: Vec<f32>,          // (d) normed input / attention output
-    xb2: Vec<f32>,         // (d) projection output
-    hb: Vec<f32>,          // (h) FFN hidden
-    hb2: Vec<f32>,         // (h) FFN scratch
-    q: Vec<f32>,           // (d) queries
-    att: Vec<f32>,         // (H, T) attention scores
-    logits: Vec<f32>,      // (V)
-    key_cache: Vec<f32>,   // (L, T, kvd)
-    value_cache: Vec<f32>, // (L, T, kvd)
+    x: Vec<f32>,                // (d) the residual stream
+    xb: Vec<f32>,               // (d) normed input / attention output
+    xb2: Vec<f32>,              // (d) projection output
+    hb: Vec<f32>,               // (h) FFN hidden
+    hb2: Vec<f32>,              // (h) FFN scratch
+    q: Vec<f32>,                // (d) queries
+    att: Vec<f32>,              // (H, positions) attention scores
+    logits: Vec<f32>,           // (V)
+    key_cache: Vec<Vec<f32>>,   // L × (positions, kvd)
+    value_cache: Vec<Vec<f32>>, // L × (positions, kvd)
+    positions: usize,
 }
 
 impl RunState {
     fn new(c: &Config) -> Self {
-        let kvd = c.kv_dim();
         RunState {
             x: vec![0.0; c.dim],
             xb: vec![0.0; c.dim],
@@ -35,11 +39,42 @@ impl RunState {
             hb: vec![0.0; c.hidden_dim],
             hb2: vec![0.0; c.hidden_dim],
             q: vec![0.0; c.dim],
-            att: vec![0.0; c.n_heads * c.seq_len],
+            att: Vec::new(),
             logits: vec![0.0; c.vocab_size],
-            key_cache: vec![0.0; c.n_layers * c.seq_len * kvd],
-            value_cache: vec![0.0; c.n_layers * c.seq_len * kvd],
+            key_cache: vec![Vec::new(); c.n_layers],
+            value_cache: vec![Vec::new(); c.n_layers],
+            positions: 0,
         }
+    }
+
+    /// Grows the cache to hold `positions` positions (already capped at `seq_len`). Every
+    /// allocation is fallible: when memory runs out the error says how much the cache needed,
+    /// and the state is left as it was (a cache longer than `positions` in some layers is
+    /// harmless: only positions below `self.positions` are ever read).
+    fn reserve(&mut self, c: &Config, positions: usize) -> Result<()> {
+        if positions <= self.positions {
+            return Ok(());
+        }
+        let kvd = c.kv_dim();
+        let bytes = 4
+            * (2 * c.n_layers as u64 * positions as u64 * kvd as u64
+                + c.n_heads as u64 * positions as u64);
+        let oom = || Error::OutOfMemory {
+            bytes,
+            what: format!("the KV cache of {positions} positions"),
+        };
+        let grow = |v: &mut Vec<f32>, n: usize| -> Result<()> {
+            v.try_reserve_exact(n.saturating_sub(v.len()))
+                .map_err(|_| oom())?;
+            v.resize(n, 0.0);
+            Ok(())
+        };
+        for layer in self.key_cache.iter_mut().chain(self.value_cache.iter_mut()) {
+            grow(layer, positions * kvd)?;
+        }
+        grow(&mut self.att, c.n_heads * positions)?;
+        self.positions = positions;
+        Ok(())
     }
 }
 
@@ -201,6 +236,29 @@ impl Model {
         Ok(())
     }
 
+    /// Makes room in the KV cache for `positions` positions (0 or more than the context: the
+    /// whole context), so that a run fails here, with the size it needed
+    /// ([`Error::OutOfMemory`]), rather than part-way. [`Model::generate`] and chat reserve what
+    /// they will run; [`Model::forward`] grows the cache on its own as positions advance.
+    pub fn reserve(&mut self, positions: usize) -> Result<()> {
+        let seq_len = self.seq_len();
+        let n = if positions == 0 {
+            seq_len
+        } else {
+            positions.min(seq_len)
+        };
+        self.state.reserve(&self.ckpt.config, n)
+    }
+
+    /// Room for position `pos`: doubling, so that feeding positions one by one stays linear.
+    pub(crate) fn ensure_position(&mut self, pos: usize) -> Result<()> {
+        if pos < self.state.positions {
+            return Ok(());
+        }
+        let doubled = (2 * self.state.positions).max(pos + 1).min(self.seq_len());
+        self.state.reserve(&self.ckpt.config, doubled)
+    }
+
     /// Forgets the current sequence. (The KV cache needs no clearing: position `p` is written
     /// before it is read, so a new sequence simply starts again at position 0.)
     pub fn reset(&mut self) {
@@ -214,6 +272,7 @@ impl Model {
     /// of positions `0..=pos`. Errors when `token >= vocab_size` or `pos >= seq_len`.
     pub fn forward(&mut self, token: u32, pos: usize) -> Result<&[f32]> {
         self.check(token, pos)?;
+        self.ensure_position(pos)?;
         self.forward_unchecked(token, pos, true);
         Ok(&self.state.logits)
     }
@@ -236,7 +295,7 @@ impl Model {
     }
 
     /// The forward pass; `logits` false skips the classifier (prompt positions whose logits
-    /// nobody reads).
+    /// nobody reads). The cache must already hold `pos` ([`Model::ensure_position`]).
     pub(crate) fn forward_unchecked(&mut self, token: u32, pos: usize, logits: bool) -> &[f32] {
         let Model {
             ckpt,
@@ -260,6 +319,7 @@ impl Model {
     /// tokenizer. Iterate the result for text pieces.
     pub fn generate(&mut self, prompt: &str, opts: &GenerateOptions) -> Result<Generation<'_>> {
         let gen = Generator::new(self, prompt, opts)?;
+        self.reserve(gen.steps())?;
         Ok(Generation::new(self, gen))
     }
 }
@@ -286,7 +346,8 @@ fn forward(
     let c = &ck.config;
     let w = &ck.layout;
     let st = &ck.storage;
-    let (d, hs, kvd, t_max) = (c.dim, c.head_size(), c.kv_dim(), c.seq_len);
+    let (d, hs, kvd, t_max) = (c.dim, c.head_size(), c.kv_dim(), s.positions);
+    debug_assert!(pos < t_max, "the cache was reserved for position {pos}");
     let kv_mul = c.n_heads / c.n_kv_heads; // query heads per kv head
 
     // x = embedding[token] (an int8 row is dequantized)                (d)
@@ -308,17 +369,17 @@ fn forward(
         kernels::rmsnorm(&mut s.xb, &s.x, st.slice(&w.rms_att[l]));
 
         // q = wq·xb (d); k, v = wk·xb, wv·xb (kvd each), written straight into the cache
-        let off = l * t_max * kvd + pos * kvd;
+        let off = pos * kvd;
         {
-            let k = &mut s.key_cache[off..off + kvd];
-            let v = &mut s.value_cache[off..off + kvd];
+            let k = &mut s.key_cache[l][off..off + kvd];
+            let v = &mut s.value_cache[l][off..off + kvd];
             let mats = [st.mat(&w.wq[l]), st.mat(&w.wk[l]), st.mat(&w.wv[l])];
             kernels::matmul_many(&mut [&mut s.q[..], k, v], &s.xb, &mats, threads);
         }
 
         // RoPE on adjacent pairs (x[2i], x[2i+1]) of every q head and every k head
         {
-            let k = &mut s.key_cache[off..off + kvd];
+            let k = &mut s.key_cache[l][off..off + kvd];
             for (i, pair) in s.q.chunks_exact_mut(2).enumerate() {
                 let (fcr, fci) = rope[i % (hs / 2)];
                 let (v0, v1) = (pair[0], pair[1]);
@@ -335,8 +396,8 @@ fn forward(
 
         // causal attention, per head h (kv head h / kv_mul):           xb (d)
         {
-            let layer_k = &s.key_cache[l * t_max * kvd..(l + 1) * t_max * kvd];
-            let layer_v = &s.value_cache[l * t_max * kvd..(l + 1) * t_max * kvd];
+            let layer_k = &s.key_cache[l][..];
+            let layer_v = &s.value_cache[l][..];
             let q = &s.q;
             // att = softmax(q_h · k_t / sqrt(hs)) over t <= pos; out = Σ_t att[t] · v_t
             let head = |h: usize, out: &mut [f32], att: &mut [f32]| {

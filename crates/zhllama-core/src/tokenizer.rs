@@ -162,23 +162,20 @@ impl Tokenizer {
     /// (a clear error naming both numbers otherwise). `None` takes every entry the file holds.
     pub fn from_file(path: impl AsRef<Path>, vocab_size: Option<usize>) -> Result<Tokenizer> {
         let path = path.as_ref();
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        if meta.is_dir() {
+        let (file, len) = crate::error::open_regular(path, "tokenizer")?;
+        if len > MAX_FILE_BYTES {
             return Err(Error::bad_file(
                 path,
-                "is a directory, not a tokenizer file",
+                format!("{len} bytes is far too large for a tokenizer file; is it a checkpoint?"),
             ));
         }
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(Error::bad_file(
-                path,
-                format!(
-                    "{} bytes is far too large for a tokenizer file; is it a checkpoint?",
-                    meta.len()
-                ),
-            ));
+        // Never more than the size it had when opened, plus one byte to notice growth.
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, len + 1), &mut data)
+            .map_err(|e| Error::io(path, e))?;
+        if data.len() as u64 > len {
+            return Err(Error::bad_file(path, "file grew while it was being read"));
         }
-        let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         Self::from_bytes(&data, vocab_size).map_err(|msg| Error::bad_file(path, msg))
     }
 

@@ -5,14 +5,19 @@
 //! | `Error::NotFound`             | `FileNotFoundError` |
 //! | `Error::BadFile`, `BadArgument` | `ValueError`      |
 //! | `Error::Io`                   | `OSError`           |
+//! | `Error::OutOfMemory`          | `MemoryError`       |
 //! | a bad argument of the binding | `ValueError`        |
+//! | an int too big for its argument | `ValueError`      |
 //! | a stream whose model moved on | `RuntimeError`      |
 //!
 //! The core returns every malformed input as an `Error` value, and the binding checks what it
 //! narrows (negative ids, huge counts) itself, so no input reaches a panic (a `PanicException`).
 
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
-use pyo3::PyErr;
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyMemoryError, PyOSError, PyOverflowError, PyRuntimeError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::Borrowed;
 use zhllama_core::Error;
 
 /// `ENOENT`: FileNotFoundError carries errno and filename like the ones Python raises itself.
@@ -27,6 +32,7 @@ pub(crate) fn to_py(e: Error) -> PyErr {
             path.to_string_lossy().into_owned(),
         )),
         Error::BadFile { .. } | Error::BadArgument(_) => PyValueError::new_err(e.to_string()),
+        Error::OutOfMemory { .. } => PyMemoryError::new_err(e.to_string()),
         Error::Io {
             ref path,
             ref source,
@@ -56,4 +62,34 @@ pub(crate) fn stream_invalidated() -> PyErr {
         "this stream's model has run something else since (generate, stream, forward or reset); \
          start a new stream",
     )
+}
+
+/// An integer argument. Extracting a plain `i64` raises `OverflowError` for an int beyond its
+/// range (`threads=10**30`), an exception outside the table above; this raises `ValueError`
+/// like every other bad value (PyO3 adds a note naming the argument).
+pub(crate) struct Int<T>(pub T);
+
+impl<'a, 'py, T> FromPyObject<'a, 'py> for Int<T>
+where
+    T: FromPyObject<'a, 'py>,
+{
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match obj.extract::<T>().map_err(Into::into) {
+            Ok(v) => Ok(Int(v)),
+            Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => {
+                // str() of an int is itself refused past 4300 digits: show only its size then
+                let shown = match obj.str() {
+                    Ok(s) if s.to_string().len() <= 40 => s.to_string(),
+                    _ => "an integer".to_owned(),
+                };
+                Err(bad_arg(format!(
+                    "{shown} is out of range (at most {} bits)",
+                    8 * std::mem::size_of::<T>()
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
 }

@@ -15,7 +15,7 @@ use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use zhllama_core::{Config, GenerateOptions, Generator, Model, Quantize};
 
-use crate::errors::{bad_arg, stream_invalidated, to_py};
+use crate::errors::{bad_arg, stream_invalidated, to_py, Int};
 use crate::tokenizer::{token_id, PyTokenizer};
 
 /// How often `generate` re-attaches to look for Ctrl-C (between tokens, never inside one).
@@ -50,12 +50,13 @@ impl PyModel {
 /// below 0 mean 0 (the whole context), temperature and top-p narrow from double to float like
 /// `atof`, the seed wraps to 64 bits like run.c's unsigned seed, and `None` (or 0) means the clock.
 fn options(
-    steps: i64,
+    Int(steps): Int<i64>,
     temperature: f64,
     top_p: f64,
-    seed: Option<i128>,
+    seed: Option<Int<i128>>,
     stop_at_eos: bool,
 ) -> PyResult<GenerateOptions> {
+    let seed = seed.map(|Int(s)| s);
     if temperature.is_nan() || top_p.is_nan() {
         return Err(bad_arg("temperature and top_p must be numbers, not NaN"));
     }
@@ -80,10 +81,11 @@ impl PyModel {
         py: Python<'_>,
         checkpoint: PathBuf,
         tokenizer: Option<PathBuf>,
-        threads: Option<i64>,
+        threads: Option<Int<i64>>,
         quantize: Option<&str>,
-        group_size: Option<i64>,
+        group_size: Option<Int<i64>>,
     ) -> PyResult<Self> {
+        let (threads, group_size) = (threads.map(|Int(n)| n), group_size.map(|Int(n)| n));
         let threads = match threads {
             Some(n) if n < 0 => return Err(bad_arg(format!("threads must be >= 0, got {n}"))),
             Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
@@ -194,16 +196,19 @@ impl PyModel {
 
     /// The whole story: the prompt followed by the continuation, exactly the text the CLI
     /// prints for the same arguments (the CLI adds one newline after it).
-    #[pyo3(signature = (prompt="", steps=256, temperature=1.0, top_p=0.9, seed=None, stop_at_eos=true))]
+    #[pyo3(
+        signature = (prompt="", steps=Int(256), temperature=1.0, top_p=0.9, seed=None, stop_at_eos=true),
+        text_signature = "($self, prompt=\"\", steps=256, temperature=1.0, top_p=0.9, seed=None, stop_at_eos=True)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn generate(
         &self,
         py: Python<'_>,
         prompt: &str,
-        steps: i64,
+        steps: Int<i64>,
         temperature: f64,
         top_p: f64,
-        seed: Option<i128>,
+        seed: Option<Int<i128>>,
         stop_at_eos: bool,
     ) -> PyResult<String> {
         let opts = options(steps, temperature, top_p, seed, stop_at_eos)?;
@@ -213,6 +218,7 @@ impl PyModel {
             let eng = &mut *guard;
             eng.epoch += 1;
             let mut gen = Generator::new(&eng.model, &prompt, &opts).map_err(to_py)?;
+            eng.model.reserve(gen.steps()).map_err(to_py)?;
             let mut text = String::new();
             let mut checked = Instant::now();
             while let Some(piece) = gen.next_piece(&mut eng.model) {
@@ -231,15 +237,18 @@ impl PyModel {
 
     /// An iterator of text pieces (prompt first), each made of whole UTF-8 characters; their
     /// concatenation is what `generate` returns for the same arguments.
-    #[pyo3(signature = (prompt="", steps=256, temperature=1.0, top_p=0.9, seed=None, stop_at_eos=true))]
+    #[pyo3(
+        signature = (prompt="", steps=Int(256), temperature=1.0, top_p=0.9, seed=None, stop_at_eos=true),
+        text_signature = "($self, prompt=\"\", steps=256, temperature=1.0, top_p=0.9, seed=None, stop_at_eos=True)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn stream(
         slf: &Bound<'_, Self>,
         prompt: &str,
-        steps: i64,
+        steps: Int<i64>,
         temperature: f64,
         top_p: f64,
-        seed: Option<i128>,
+        seed: Option<Int<i128>>,
         stop_at_eos: bool,
     ) -> PyResult<PyStream> {
         let opts = options(steps, temperature, top_p, seed, stop_at_eos)?;
@@ -249,6 +258,7 @@ impl PyModel {
             let mut eng = this.lock();
             eng.epoch += 1;
             let gen = Generator::new(&eng.model, &prompt, &opts).map_err(to_py)?;
+            eng.model.reserve(gen.steps()).map_err(to_py)?;
             Ok::<_, PyErr>((gen, eng.epoch))
         })?;
         Ok(PyStream {
@@ -263,9 +273,10 @@ impl PyModel {
     fn forward<'py>(
         &self,
         py: Python<'py>,
-        token: i64,
-        pos: i64,
+        token: Int<i64>,
+        pos: Int<i64>,
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let (token, pos) = (token.0, pos.0);
         let token = token_id(token, self.config.vocab_size)?;
         let pos = usize::try_from(pos).map_err(|_| {
             bad_arg(format!(

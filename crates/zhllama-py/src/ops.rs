@@ -15,7 +15,7 @@ use zhllama_core::attention::{
     causal_attention_backward, causal_attention_forward, AttentionShape,
 };
 
-use crate::errors::{bad_arg, to_py};
+use crate::errors::{bad_arg, to_py, Int};
 
 /// More threads than this is a mistake, not a machine (each count gets a pool that is kept).
 const MAX_THREADS: usize = 1024;
@@ -100,7 +100,7 @@ fn inputs<'a>(
 /// row's softmax denominator) from q (B, H, T, hd) and k, v (B, Hk, T, hd); scores scaled by
 /// 1/sqrt(hd). `threads=0` means one per physical core.
 #[pyfunction]
-#[pyo3(signature = (q, k, v, out, lse, threads = 0))]
+#[pyo3(signature = (q, k, v, out, lse, threads = Int(0)), text_signature = "(q, k, v, out, lse, threads=0)")]
 pub(crate) fn causal_attention_forward_f32(
     py: Python<'_>,
     q: PyReadonlyArray4<'_, f32>,
@@ -108,9 +108,9 @@ pub(crate) fn causal_attention_forward_f32(
     v: PyReadonlyArray4<'_, f32>,
     mut out: PyReadwriteArray4<'_, f32>,
     mut lse: PyReadwriteArray3<'_, f32>,
-    threads: usize,
+    threads: Int<usize>,
 ) -> PyResult<()> {
-    let (shape, pool, (q, k, v)) = inputs(&q, &k, &v, threads)?;
+    let (shape, pool, (q, k, v)) = inputs(&q, &k, &v, threads.0)?;
     let (out, lse) = (slice_mut!("out", out), slice_mut!("lse", lse));
     py.detach(|| causal_attention_forward(&pool, shape, (q, k, v), out, lse))
         .map_err(to_py)
@@ -119,7 +119,7 @@ pub(crate) fn causal_attention_forward_f32(
 /// Causal attention backward: from the forward's q, k, v, out, lse and the gradient `dout`,
 /// overwrites `dq`, `dk`, `dv` (shapes of q, k, v).
 #[pyfunction]
-#[pyo3(signature = (q, k, v, out, lse, dout, dq, dk, dv, threads = 0))]
+#[pyo3(signature = (q, k, v, out, lse, dout, dq, dk, dv, threads = Int(0)), text_signature = "(q, k, v, out, lse, dout, dq, dk, dv, threads=0)")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn causal_attention_backward_f32(
     py: Python<'_>,
@@ -132,9 +132,9 @@ pub(crate) fn causal_attention_backward_f32(
     mut dq: PyReadwriteArray4<'_, f32>,
     mut dk: PyReadwriteArray4<'_, f32>,
     mut dv: PyReadwriteArray4<'_, f32>,
-    threads: usize,
+    threads: Int<usize>,
 ) -> PyResult<()> {
-    let (shape, pool, (q, k, v)) = inputs(&q, &k, &v, threads)?;
+    let (shape, pool, (q, k, v)) = inputs(&q, &k, &v, threads.0)?;
     let (out, lse, dout) = (
         contiguous("out", &out)?,
         contiguous("lse", &lse)?,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use pyo3::prelude::*;
 use zhllama_core::{Tokenizer, BOS, EOS};
 
-use crate::errors::{bad_arg, to_py};
+use crate::errors::{bad_arg, to_py, Int};
 
 /// A llama2.c `tokenizer.bin`, encoding exactly as sentencepiece does.
 #[pyclass(module = "zhllama_rs._native", name = "Tokenizer", frozen)]
@@ -29,8 +29,8 @@ impl PyTokenizer {
     /// takes every entry the file holds.
     #[new]
     #[pyo3(signature = (path, vocab_size=None))]
-    fn new(py: Python<'_>, path: PathBuf, vocab_size: Option<i64>) -> PyResult<Self> {
-        let vocab_size = match vocab_size {
+    fn new(py: Python<'_>, path: PathBuf, vocab_size: Option<Int<i64>>) -> PyResult<Self> {
+        let vocab_size = match vocab_size.map(|Int(v)| v) {
             None => None,
             Some(v) if v <= 0 => {
                 return Err(bad_arg(format!("vocab_size must be positive, got {v}")))
@@ -73,7 +73,8 @@ impl PyTokenizer {
         let vocab = self.tok.vocab_size();
         let mut out = Vec::new();
         for item in ids.try_iter()? {
-            out.push(token_id(item?.extract::<i64>()?, vocab)?);
+            let Int(id) = item?.extract::<Int<i64>>()?;
+            out.push(token_id(id, vocab)?);
         }
         self.tok.decode(&out).map_err(to_py)
     }

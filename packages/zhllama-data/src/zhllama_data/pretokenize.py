@@ -210,7 +210,13 @@ class _ShardWriter:
 
 
 def _manifest(
-    tok: Any, model: Path, source: str, opts: PretokenizeOptions, writers: dict, complete: bool
+    tok: Any,
+    model: Path,
+    out: Path,
+    source: str,
+    opts: PretokenizeOptions,
+    writers: dict,
+    complete: bool,
 ) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -220,7 +226,10 @@ def _manifest(
         "bos_id": tok.bos_id,
         "eos_id": tok.eos_id if opts.eos else None,
         "tokenizer_sha256": tok.sha256,
-        "tokenizer": str(model),
+        # absolute, and relative to the shard folder: the data can be used from any working
+        # folder, and still finds its tokenizer when both move together (checked by sha256)
+        "tokenizer": str(Path(model).resolve()),
+        "tokenizer_relative": os.path.relpath(Path(model).resolve(), Path(out).resolve()),
         "source": source,
         "shards": {s: list(w.files) for s, w in writers.items()},
         "counts": {s: {"stories": w.stories, "tokens": w.tokens} for s, w in writers.items()},
@@ -319,7 +328,7 @@ def pretokenize(
         console.print(f"resuming: {', '.join(f'{s} from story {n:,}' for s, n in skip.items())}")
 
     def save(complete: bool) -> dict[str, Any]:
-        manifest = _manifest(tok, model, source_name, opts, writers, complete)
+        manifest = _manifest(tok, model, out, source_name, opts, writers, complete)
         atomic_write_json(out / MANIFEST, manifest)
         return manifest
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
 import os
 import sys
@@ -69,32 +70,60 @@ class ReadLog:
 
 @dataclass
 class ReadOptions:
-    text_key: str | None = None  # None: the first of TEXT_KEYS that a file's records have
+    text_key: str | None = None  # None: the TEXT_KEYS entry most of a file's first records have
     txt_split: TxtSplit = "paragraph"
 
 
-class _KeyPicker:
-    """The text key of one file: the configured one, or detected on its first object."""
+# How many records of a file decide its text key (see `_texts`).
+KEY_SAMPLE = 64
 
-    def __init__(self, key: str | None) -> None:
-        self.key = key
-        self.fixed = key is not None
 
-    def text(self, record: Any) -> tuple[str | None, str | None]:
-        """(text, None) for a usable record, (None, reason) for a malformed one."""
+def _detect_key(records: list[Any]) -> tuple[str | None, int]:
+    """The TEXT_KEYS entry held by the most of `records` (ties: the earlier in TEXT_KEYS), and
+    how many hold it; (None, 0) when none holds any."""
+    objects = [r for r in records if isinstance(r, dict)]
+    counts = {k: sum(1 for r in objects if isinstance(r.get(k), str)) for k in TEXT_KEYS}
+    best = max(TEXT_KEYS, key=lambda k: (counts[k], -TEXT_KEYS.index(k)))
+    return (best, counts[best]) if counts[best] else (None, 0)
+
+
+def _texts(
+    records: Iterable[tuple[int, Any]], where: str, opts: ReadOptions, log: ReadLog
+) -> Iterator[str]:
+    """The stories of one file's (line, record) pairs.
+
+    Without a configured `text_key` the key is decided over the file's first `KEY_SAMPLE`
+    records, not the first alone: one odd first record must not make every record after it
+    malformed. A decision that not every sampled record agrees with is reported on stderr."""
+    records = iter(records)
+    key = opts.text_key
+    if key is None:
+        head = list(itertools.islice(records, KEY_SAMPLE))
+        key, held = _detect_key([r for _, r in head])
+        if key is not None and held < len(head):
+            print(
+                f"note: {where}: text key {key!r}, held by {held} of the first {len(head)} "
+                f"records (set text_key to choose another)",
+                file=sys.stderr,
+            )
+        records = itertools.chain(head, records)
+    for line, record in records:
         if not isinstance(record, dict):
-            return None, f"expected a JSON object, got {type(record).__name__}"
-        if self.key is None:
-            self.key = next((k for k in TEXT_KEYS if k in record), None)
-            if self.key is None:
-                keys = ", ".join(list(record)[:8]) or "none"
-                return None, f"no text key (looked for {', '.join(TEXT_KEYS)}; has {keys})"
-        value = record.get(self.key)
+            log.bad(where, line, f"expected a JSON object, got {type(record).__name__}")
+            continue
+        # no key found in the sample: each record may still hold one of the candidates
+        k = key or next((c for c in TEXT_KEYS if c in record), None)
+        if k is None:
+            keys = ", ".join(list(record)[:8]) or "none"
+            log.bad(where, line, f"no text key (looked for {', '.join(TEXT_KEYS)}; has {keys})")
+            continue
+        value = record.get(k)
         if value is None:
-            return None, f"no {self.key!r} key"
-        if not isinstance(value, str):
-            return None, f"{self.key!r} is a {type(value).__name__}, not a string"
-        return value, None
+            log.bad(where, line, f"no {k!r} key")
+        elif not isinstance(value, str):
+            log.bad(where, line, f"{k!r} is a {type(value).__name__}, not a string")
+        elif value.strip():
+            yield value.strip()
 
 
 def _decode(raw: bytes, first: bool) -> str:
@@ -106,23 +135,18 @@ def _decode(raw: bytes, first: bool) -> str:
 def iter_jsonl(
     lines: Iterable[bytes], where: str, opts: ReadOptions, log: ReadLog
 ) -> Iterator[str]:
-    picker = _KeyPicker(opts.text_key)
-    for lineno, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(_decode(raw, lineno == 1))
-        except UnicodeDecodeError:
-            log.bad(where, lineno, "not valid UTF-8")
-            continue
-        except json.JSONDecodeError as e:
-            log.bad(where, lineno, f"bad JSON ({e.msg})")
-            continue
-        text, reason = picker.text(record)
-        if reason is not None:
-            log.bad(where, lineno, reason)
-        elif text and text.strip():
-            yield text.strip()
+    def records() -> Iterator[tuple[int, Any]]:
+        for lineno, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                yield lineno, json.loads(_decode(raw, lineno == 1))
+            except UnicodeDecodeError:
+                log.bad(where, lineno, "not valid UTF-8")
+            except json.JSONDecodeError as e:
+                log.bad(where, lineno, f"bad JSON ({e.msg})")
+
+    yield from _texts(records(), where, opts, log)
 
 
 def _json_values(f: IO[bytes], where: str, log: ReadLog) -> Iterator[tuple[int, Any]]:
@@ -191,13 +215,7 @@ def _json_values(f: IO[bytes], where: str, log: ReadLog) -> Iterator[tuple[int, 
 
 
 def iter_json(f: IO[bytes], where: str, opts: ReadOptions, log: ReadLog) -> Iterator[str]:
-    picker = _KeyPicker(opts.text_key)
-    for line, record in _json_values(f, where, log):
-        text, reason = picker.text(record)
-        if reason is not None:
-            log.bad(where, line, reason)
-        elif text and text.strip():
-            yield text.strip()
+    yield from _texts(_json_values(f, where, log), where, opts, log)
 
 
 def iter_text(lines: Iterable[bytes], where: str, opts: ReadOptions, log: ReadLog) -> Iterator[str]:

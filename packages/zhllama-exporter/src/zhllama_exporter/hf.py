@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from zhllama.atomic import atomic_write_bytes
 from zhllama.errors import ZhllamaError
 
 from zhllama_exporter.weights import Shape, Weights
@@ -115,9 +116,14 @@ def hf_tensors(w: Weights, dtype: str) -> dict[str, torch.Tensor]:
 
 def write_hf(w: Weights, out_dir: Path, dtype: str) -> None:
     """Fill `out_dir` (an empty, temporary directory) with the model files."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    save_file(hf_tensors(w, dtype), str(out_dir / WEIGHTS_FILE), metadata={"format": "pt"})
+    # Serialized here and written by Python, not by save_file: its Rust writer reports a full
+    # disk as a SafetensorError, which cannot be told from a bad tensor; atomic_write_bytes
+    # raises an OSError naming the file, which atomic_dir renames after the target. (It costs
+    # one copy of the weights in memory.)
+    data = save(hf_tensors(w, dtype), metadata={"format": "pt"})
+    atomic_write_bytes(out_dir / WEIGHTS_FILE, data)
     (out_dir / "config.json").write_text(json.dumps(config_json(w.shape, dtype), indent=2) + "\n")
     gen = json.dumps(generation_config_json(), indent=2) + "\n"
     (out_dir / "generation_config.json").write_text(gen)

@@ -177,7 +177,10 @@ def read_v0(path: Path) -> Weights:
     path = Path(path)
     _expect_version(path, 0)
     with open(path, "rb") as f:
-        d, h, L, H, Hk, V, T = struct.unpack("<7i", f.read(28))
+        head = f.read(28)
+    if len(head) < 28:  # found by fuzzing: a short file was a struct.error traceback
+        raise ZhllamaError(f"{path}: too short to be a llama2.c checkpoint ({len(head)} bytes)")
+    d, h, L, H, Hk, V, T = struct.unpack("<7i", head)
     s = Shape(d, h, L, H, Hk, abs(V), T, shared_classifier=V > 0)
     s.check(str(path))
     _check_size(path, s, 28 + 4 * (_norm_count(s) + _matrix_count(s) + T * s.head_dim), "v0")

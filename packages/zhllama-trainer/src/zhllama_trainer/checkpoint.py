@@ -2,7 +2,9 @@
 
 A checkpoint is a `torch.save`d dict (contract 4): "model" (state_dict), "model_args"
 (asdict(ModelArgs)), "config" (the train config as a dict), "iter_num", "best_val_loss",
-"optimizer", "rng", "data_state" and "tokenizer" (path of the tokenizer .model, or None).
+"optimizer", "rng", "data_state", "tokenizer" (path of the tokenizer .model, or None) and
+"best_iter" (the iteration of the best validation loss: when it equals "iter_num", these are
+the weights run/model.bin must hold).
 Everything in it is plain data (tensors, numbers, strings, dicts), so it loads with
 `weights_only=True` and no pickled code ever runs.
 """

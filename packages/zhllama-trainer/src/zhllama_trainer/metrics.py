@@ -32,8 +32,11 @@ class MetricsLog:
 
     def append(self, record: dict[str, Any]) -> None:
         self.records.append(record)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        except OSError as e:  # a write's error names no file; say which (e.g. a full disk)
+            raise OSError(e.errno, e.strerror, str(self.path)) from e
 
     def series(self, kind: str, key: str) -> tuple[list[int], list[float]]:
         rows = [r for r in self.records if r.get("kind") == kind and key in r]

@@ -98,7 +98,12 @@ def model_args_for(c: TrainConfig, data_vocab: int) -> ModelArgs:
 
 
 def find_tokenizer(c: TrainConfig, manifest: dict[str, Any]) -> Path | None:
-    """The tokenizer .model: the config's, else the manifest's (as written, or beside the data)."""
+    """The tokenizer .model: the config's, else the one the manifest names.
+
+    The manifest records it as an absolute path and relative to the shard folder (older
+    manifests: as typed, relative to wherever pretokenize ran); each place is tried, from any
+    working folder, and the first file with the manifest's sha256 is the one. `None` when the
+    manifest names none, or none of its places holds the right file (a note says which)."""
     if c.tokenizer is not None:
         if not c.tokenizer.is_file():
             raise ZhllamaError(f"{c.tokenizer}: no such tokenizer model")
@@ -106,9 +111,20 @@ def find_tokenizer(c: TrainConfig, manifest: dict[str, Any]) -> Path | None:
     named = manifest.get("tokenizer")
     if not named:
         return None
-    for cand in (Path(named), c.data_dir / named, c.data_dir / Path(named).name):
-        if cand.is_file():
+    places = [Path(named)]
+    if manifest.get("tokenizer_relative"):
+        places.append(c.data_dir / manifest["tokenizer_relative"])
+    places += [c.data_dir / named, c.data_dir / Path(named).name]
+    found = [p for p in dict.fromkeys(places) if p.is_file()]
+    for cand in found:
+        with contextlib.suppress(ZhllamaError):
             return _same_as_data(cand, c, manifest)
+    if found:
+        return _same_as_data(found[0], c, manifest)  # raises: it is not the data's tokenizer
+    console.print(
+        f"[yellow]note:[/] {c.data_dir}/manifest.json names the tokenizer {named}, which is not "
+        f"there any more; pass tokenizer=PATH to ship it with the run"
+    )
     return None
 
 
@@ -240,8 +256,25 @@ class Trackers:
             self.wandb.finish()
 
 
+# Files the trainer writes into the run folder (atomically): the stale temporaries of these, and
+# only these, are removed when a run starts.
+RUN_FILES = ["ckpt.pt", "model.bin", "model.bin.json", "tokenizer.bin", "tokenizer.model",
+             "loss.png", "metrics.jsonl"]  # fmt: skip
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 class Exports:
-    """model.bin (llama2c v0, via the exporter component) and tokenizer.bin beside it."""
+    """model.bin (llama2c v0, via the exporter component) and tokenizer.bin beside it.
+
+    model.bin.json records which iteration model.bin holds and its sha256, so that a resumed
+    run can tell that a kill came between saving ckpt.pt and exporting its weights."""
 
     def __init__(self, run_dir: Path, tokenizer: Path | None) -> None:
         self.run_dir, self.tokenizer = run_dir, tokenizer
@@ -253,13 +286,35 @@ class Exports:
             self.noted.add(key)
             console.print(f"[yellow]note:[/] {msg}")
 
-    def write(self, model: Transformer) -> None:
+    @property
+    def record(self) -> Path:
+        return self.run_dir / "model.bin.json"
+
+    def holds(self, it: int) -> bool:
+        """Whether model.bin is the export of iteration `it` (and was not replaced since)."""
+        model = self.run_dir / "model.bin"
+        try:
+            rec = json.loads(self.record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return (
+            isinstance(rec, dict)
+            and rec.get("iter") == it
+            and model.is_file()
+            and rec.get("sha256") == _sha256(model)
+        )
+
+    def write(self, model: Transformer, it: int) -> None:
         try:
             exporter = get_registry().create("exporters", "llama2c")
         except ZhllamaError as e:
             self._note("model", f"model.bin not written: {e}")
         else:
-            exporter.export(model, self.run_dir / "model.bin")
+            from zhllama.atomic import atomic_write_json
+
+            out = self.run_dir / "model.bin"
+            exporter.export(model, out)
+            atomic_write_json(self.record, {"iter": it, "sha256": _sha256(out)})
         if self.tokenizer is None:
             self._note("tok", "tokenizer.bin not written: the data names no tokenizer model")
             return
@@ -372,6 +427,14 @@ def _train(
     run_dir = c.run_dir
     if rt.master:
         run_dir.mkdir(parents=True, exist_ok=True)
+        from zhllama.atomic import clean_stale_temporaries
+
+        stale = clean_stale_temporaries(run_dir, RUN_FILES)
+        if stale:
+            console.print(
+                f"[yellow]note:[/] removed {len(stale)} temporary file(s) an interrupted run "
+                f"left in {run_dir}: {', '.join(p.name for p in stale)}"
+            )
 
     # Tokenizer: keep a copy in the run so the run directory is self-contained.
     tokenizer = find_tokenizer(c, manifest)
@@ -390,11 +453,12 @@ def _train(
     model.set_attention_kernel(c.attention)
     optimizer = make_optimizer(model, c, rt.device_type)
     batches = Batches(shards, c, rt)
-    iter_num, best_val = 0, float("inf")
+    iter_num, best_val, best_iter = 0, float("inf"), None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         iter_num, best_val = int(ckpt["iter_num"]), float(ckpt["best_val_loss"])
+        best_iter = ckpt.get("best_iter")
         batches.load(ckpt["data_state"])
         rngs = ckpt["rng"]
         _set_rng_state(rngs[rt.rank] if rt.rank < len(rngs) else rngs[0], rt)
@@ -417,6 +481,15 @@ def _train(
     log = MetricsLog(run_dir / "metrics.jsonl", iter_num if ckpt else None) if rt.master else None
     trackers = Trackers(c, run_dir) if rt.master else None
     exports = Exports(run_dir, tokenizer) if rt.master else None
+    # ckpt.pt holds the best weights, so model.bin must be their export; a kill between the two
+    # writes leaves an older model.bin, which this run may never replace (it may have nothing
+    # left to run, or never improve again)
+    stale_export = ckpt is not None and c.export_bin and best_iter == iter_num
+    if exports is not None and stale_export and not exports.holds(iter_num):
+        console.print(
+            f"[yellow]note:[/] model.bin is older than ckpt.pt; exporting iter {iter_num}"
+        )
+        exports.write(raw_model, iter_num)
     if rt.master:
         console.print(
             f"[bold]{c.size}[/]: {raw_model.num_params() / 1e6:.2f}M parameters, "
@@ -440,6 +513,7 @@ def _train(
                 "config": c.to_dict(),
                 "iter_num": it,
                 "best_val_loss": best_val,
+                "best_iter": best_iter,
                 "optimizer": optimizer.state_dict(),
                 "rng": rngs,
                 "data_state": merged,
@@ -503,6 +577,8 @@ def _train(
                 last_val = evaluate(model, shards, c, rt)
                 improved = last_val < best_val
                 best_val = min(best_val, last_val)
+                if improved:
+                    best_iter = iter_num
                 save(iter_num)
                 if rt.master:
                     log.append({"kind": "eval", "iter": iter_num, "val_loss": last_val,
@@ -511,7 +587,7 @@ def _train(
                     if c.plot:
                         plot_losses(log, run_dir / "loss.png", f"zhllama {c.size}")
                     if improved and c.export_bin:
-                        exports.write(raw_model)
+                        exports.write(raw_model, iter_num)
                     progress.console.print(
                         f"iter {iter_num}: val loss {last_val:.4f} "
                         f"(ppl {math.exp(min(last_val, 50)):.2f}){' [green]best[/]' * improved}"

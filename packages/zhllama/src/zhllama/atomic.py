@@ -2,11 +2,17 @@
 
 Every stage writes through these helpers: the data goes to a temporary file in the same folder,
 is flushed to disk, and only then renamed over the target (rename is atomic on POSIX).
+
+A write that fails for lack of room (a full disk, a quota) is an `OSError` naming the target
+the user asked for, never the temporary: also when the writer is a library that turns the
+operating system's error into its own (torch.save raises a RuntimeError from its zip writer
+with the OSError as context), so the CLI can print it as one line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -48,7 +54,31 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -
         if isinstance(e, OSError) and e.filename in (None, tmp):
             # a full disk or failed rename: name the file the user asked for, not our temporary
             raise OSError(e.errno, e.strerror, str(target)) from e
+        cause = _storage_error(e)
+        if cause is not None:
+            raise OSError(cause.errno, cause.strerror, str(target)) from e
         raise
+
+
+# errnos that mean "the storage could not take the data", whoever reports them
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
+
+
+def _storage_error(e: BaseException) -> OSError | None:
+    """The OSError behind a library's own exception for a failed write, if there is one.
+
+    Only for errors that are not already ours to report (`ZhllamaError` keeps its message) and
+    only for storage errnos, so an unrelated OSError handled earlier is never blamed."""
+    from zhllama.errors import ZhllamaError
+
+    if isinstance(e, (OSError, ZhllamaError)) or not isinstance(e, Exception):
+        return None
+    seen: BaseException | None = e
+    for _ in range(8):  # a short chain; never loop on a cycle
+        seen = seen.__cause__ or seen.__context__ if seen is not None else None
+        if isinstance(seen, OSError) and seen.errno in _STORAGE_ERRNOS:
+            return seen
+    return None
 
 
 @contextlib.contextmanager
@@ -73,6 +103,30 @@ def _named(target: Path) -> Iterator[None]:
         if e.filename is None or Path(e.filename).name.endswith(".tmp"):
             raise OSError(e.errno, e.strerror, str(target)) from e
         raise
+
+
+def clean_stale_temporaries(folder: str | os.PathLike[str], names: list[str]) -> list[Path]:
+    """Remove the temporaries a killed writer left in `folder` for the files `names`.
+
+    `atomic_open` names its temporary `.{name}.XXXXXXXX.tmp` beside the target and removes it
+    itself on any error it sees, but a SIGKILL (or a power cut) leaves it behind. Only files
+    matching that pattern for the given names are touched, so call it where no other writer
+    of those files is running (a run folder when the run starts). Returns what was removed."""
+    removed = []
+    for name in names:
+        for p in Path(folder).glob(f".{glob_escape(name)}.*.tmp"):
+            if p.is_file() and not p.is_symlink():
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                    removed.append(p)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """`name` with glob's special characters taken literally."""
+    import glob
+
+    return glob.escape(name)
 
 
 def _umask() -> int:
@@ -116,6 +170,22 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            # name the file in the target folder (or the folder), never our temporary
+            inside = _relative_to(Path(e.filename), tmp) if e.filename is not None else Path()
+            if inside is not None:
+                raise OSError(e.errno, e.strerror, str(target / inside)) from e
+        cause = _storage_error(e)
+        if cause is not None:
+            inside = _relative_to(Path(cause.filename or tmp), tmp)
+            raise OSError(cause.errno, cause.strerror, str(target / (inside or ""))) from e
         raise
+
+
+def _relative_to(path: Path, folder: Path) -> Path | None:
+    try:
+        return path.relative_to(folder)
+    except ValueError:
+        return None

@@ -15,9 +15,10 @@ from typing import Annotated
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from zhllama.errors import ZhllamaError
+from zhllama.errors import ZhllamaError, one_line, quote_name
 from zhllama.registry import KINDS, get_registry
 
 app = typer.Typer(
@@ -135,15 +136,15 @@ def main(argv: list[str] | None = None) -> int:
         result = app(args=argv, standalone_mode=False)
         return result if isinstance(result, int) else 0
     except ZhllamaError as e:
-        err_console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        _error_line(str(e))
         return 1
     except OSError as e:
         # operating-system failures a user causes (missing, read-only, full, in the way)
-        name = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        name = f"{quote_name(e.filename)}: " if getattr(e, "filename", None) else ""
         why = e.strerror or str(e)
         if isinstance(e, FileExistsError):
             why = "exists and is not a folder"
-        err_console.print(f"[red]error:[/] {name}{why}", highlight=False, soft_wrap=True)
+        _error_line(f"{name}{why}")
         return 1
     except _EXIT as e:
         return e.exit_code  # type: ignore[attr-defined]
@@ -153,6 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     except (*_ABORT, KeyboardInterrupt):
         err_console.print("[yellow]interrupted[/]")
         return 130
+
+
+def _error_line(message: str) -> None:
+    """The one red line of a user error: control characters escaped, no rich markup read from
+    the message (a name like `[red]x` is printed as it is)."""
+    err_console.print(
+        f"[red]error:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True
+    )
 
 
 def run() -> None:
