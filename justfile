@@ -9,9 +9,10 @@ bin := justfile_directory() / ".venv/bin"
 default:
     @just --list
 
-# create .venv and install every workspace package and dev tool (quick when already done)
+# create .venv and install every workspace package and dev tool (quick when already done);
+# `--inexact` keeps llama.cpp's bindings once `just test` has installed them
 setup:
-    uv sync --locked --quiet
+    uv sync --locked --quiet --inexact
 
 # setup, then build every Rust artifact in release: the zhllama-rs binary (target/release/) and
 # the zhllama_rs wheel (dist/, one abi3 wheel; setup already installed it, and with it the venv's
@@ -20,8 +21,11 @@ build: setup
     cargo build --release --workspace --exclude zhllama-py --quiet
     uv build --wheel --package zhllama-rs --out-dir dist --quiet
 
-# every check: lint, the Rust tests, then the Python tests against the built artifacts
+# every check: lint, the Rust tests, then the Python tests against the built artifacts; the
+# `llamacpp` group brings llama.cpp for the GGUF interop tests (compiled from source the first
+# time, ~N min on 2 cores, then a cached wheel)
 test: build lint
+    uv sync --locked --quiet --inexact --group llamacpp
     cargo test --workspace --quiet
     {{bin}}/pytest
 

@@ -80,7 +80,7 @@ def test_hf_takes_the_checkpoints_tokenizer(tmp_path, capsys, make_model, refere
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--format", "gguf"], "unknown export format 'gguf'"),
+        (["--format", "onnx"], "unknown export format 'onnx'"),
         (["--format", "llama2c", "--dtype", "fp16"], "stores fp32 weights, not fp16"),
         (["--format", "llama2c-int8", "--dtype", "bf16"], "stores fp32 weights, not bf16"),
         (["--format", "hf", "--dtype", "int4"], "unknown dtype 'int4'"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,24 +17,40 @@ console = Console(stderr=True)
 
 def export(
     checkpoint: Annotated[
-        Path, typer.Argument(help="ckpt.pt, a llama2c .bin (v0/v1/v2) or an HF directory")
+        Path,
+        typer.Argument(help="ckpt.pt, a llama2c .bin (v0/v1/v2), a .gguf or an HF directory"),
     ],
-    out: Annotated[Path, typer.Argument(help="output .bin file, or directory for hf")],
+    out: Annotated[Path, typer.Argument(help="output .bin or .gguf file, or directory for hf")],
     settings: Annotated[
         list[str] | None,
         typer.Argument(help="more settings as key=value (format=, dtype=, group_size=, ...)"),
     ] = None,
     fmt: Annotated[
         str | None,
-        typer.Option("--format", "-f", help="llama2c, llama2c-v1, llama2c-int8 or hf"),
+        typer.Option(
+            "--format",
+            "-f",
+            help="llama2c, llama2c-v1, llama2c-int8, hf or gguf (default: gguf for OUT.gguf, "
+            "else llama2c)",
+        ),
     ] = None,
     dtype: Annotated[
-        str | None, typer.Option("--dtype", help="fp32, fp16 or bf16 (fp16/bf16: hf only)")
+        str | None,
+        typer.Option(
+            "--dtype", help="hf: fp32, fp16 or bf16; gguf: f32, f16, bf16 or q8_0 (default fp32)"
+        ),
     ] = None,
     tokenizer: Annotated[
         Path | None,
-        typer.Option("--tokenizer", help="sentencepiece .model to ship with hf"),
+        typer.Option(
+            "--tokenizer",
+            help="sentencepiece .model to ship with hf or gguf (gguf also takes a llama2.c "
+            "tok.bin); default: the checkpoint's",
+        ),
     ] = None,
+    weights_only: Annotated[
+        bool, typer.Option("--weights-only", help="gguf: write no tokenizer (else one is required)")
+    ] = False,
     group_size: Annotated[
         int | None, typer.Option("--group-size", help="int8 group size (default: 64 or less)")
     ] = None,
@@ -42,18 +58,23 @@ def export(
         bool, typer.Option("--report/--no-report", help="int8: print error per tensor kind")
     ] = True,
 ) -> None:
-    """Export a model to llama2.c's .bin formats or a HuggingFace directory.
+    """Export a model to llama2.c's .bin formats, a HuggingFace directory or GGUF.
 
-    Example: [bold]zhllama export runs/15M/ckpt.pt model.bin --format llama2c[/bold]
+    Example: [bold]zhllama export runs/15M/ckpt.pt model.bin --format llama2c[/bold];
+    [bold]zhllama export runs/15M/ckpt.pt model.gguf --dtype q8_0[/bold] (for llama.cpp)
     """
     from zhllama_exporter.components import ExportConfig
     from zhllama_exporter.load import load_any
 
     values = parse_overrides(list(settings or []))
-    name = fmt or values.pop("format", None) or "llama2c"
+    name = fmt or values.pop("format", None) or ("gguf" if out.suffix == ".gguf" else "llama2c")
+    if out.suffix == ".gguf" and name != "gguf":
+        raise ZhllamaError(f"{out}: a .gguf name for format {name}; use --format gguf")
     for key, value in (("dtype", dtype), ("tokenizer", tokenizer), ("group_size", group_size)):
         if value is not None:
             values[key] = value
+    if weights_only:
+        values["weights_only"] = True
     config = build_config(ExportConfig, values)
     registry = get_registry()
     if name not in registry.components("exporters"):
@@ -71,17 +92,53 @@ def export(
             console.print(f"tokenizer from the checkpoint: {loaded.tokenizer}")
         else:
             console.print(f"[yellow]the checkpoint's tokenizer {loaded.tokenizer} is missing[/]")
+    if loaded.format == "gguf":
+        tok = loaded.vocab.describe() if loaded.vocab else "no tokenizer"
+        console.print(f"read {checkpoint}: gguf, {loaded.dtype}; tokenizer: {tok}", soft_wrap=True)
     s = loaded.weights.shape
-    with console.status(f"writing {out} ({name})"):
-        exporter.export_weights(loaded.weights, out)
+    if name == "gguf":
+        _export_gguf(exporter, loaded, checkpoint, out)
+    else:
+        with console.status(f"writing {out} ({name})"):
+            exporter.export_weights(loaded.weights, out)
+    dtype_label = config.dtype if name in ("hf", "gguf") else "fp32"
+    if name == "llama2c-int8":
+        dtype_label = "int8"
     console.print(
-        f"[green]wrote[/] {out} ({name}, {config.dtype if name == 'hf' else 'fp32'}) from "
+        f"[green]wrote[/] {out} ({name}, {dtype_label}) from "
         f"{loaded.format} {checkpoint}: dim {s.dim}, hidden {s.hidden_dim}, layers {s.n_layers}, "
         f"heads {s.n_heads}/{s.n_kv_heads}, vocab {s.vocab_size}, seq {s.max_seq_len}, "
         f"{'shared' if s.shared_classifier else 'separate'} classifier"
     )
     if name == "llama2c-int8" and report:
         _print_quant_report(loaded.weights, out)
+
+
+def _export_gguf(exporter: Any, loaded: Any, checkpoint: Path, out: Path) -> None:
+    """The GGUF export with its tokenizer: the one asked for, else the source's own."""
+    from zhllama_exporter.gguf_format import find_vocab
+
+    vocab, where = None, ""
+    config = exporter.config
+    if config.tokenizer is None and not config.weights_only:
+        vocab, where = find_vocab(
+            checkpoint, loaded.tokenizer, loaded.vocab, loaded.weights.shape.vocab_size
+        )
+        if vocab is None:
+            raise ZhllamaError(
+                f"{checkpoint}: no tokenizer found for the GGUF (tried {where}); pass "
+                "--tokenizer TOK.model (or a llama2.c tok.bin), or --weights-only"
+            )
+        console.print(f"tokenizer: {where}", soft_wrap=True, highlight=False)
+    with console.status(f"writing {out} (gguf)"):
+        fallbacks = exporter.export_weights(loaded.weights, out, vocab)
+    if fallbacks:
+        console.print(
+            f"[yellow]note:[/] {len(fallbacks)} matrices stored f16: their rows are not a "
+            f"multiple of 32 long, as q8_0 needs ({', '.join(fallbacks[:3])}, ...)"
+        )
+    if config.weights_only:
+        console.print("[yellow]note:[/] no tokenizer in the GGUF (--weights-only)")
 
 
 def _print_quant_report(weights: object, out: Path) -> None:

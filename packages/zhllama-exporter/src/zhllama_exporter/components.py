@@ -19,16 +19,23 @@ DTYPES = ("fp32", "fp16", "bf16")
 
 @dataclass
 class ExportConfig:
-    """How to export: weight dtype (hf only; llama2c files are fp32), int8 group size
-    (None = the largest of 64, 32, ... dividing dim and hidden), tokenizer .model for hf."""
+    """How to export: weight dtype (hf: fp32/fp16/bf16; gguf: those or q8_0; llama2c files are
+    fp32), int8 group size (None = the largest of 64, 32, ... dividing dim and hidden),
+    tokenizer .model for hf and gguf (gguf also reads a llama2.c tok.bin), and for gguf whether
+    a file without a tokenizer is wanted (else a missing tokenizer is an error)."""
 
     dtype: str = "fp32"
     group_size: int | None = None
     tokenizer: Path | None = None
+    weights_only: bool = False
 
 
 def _factory(fmt: str) -> Callable[[ExportConfig], Any]:
     def make(config: ExportConfig) -> Any:
+        if fmt == "gguf":
+            from zhllama_exporter.gguf_format import GgufExporter
+
+            return GgufExporter(config)
         from zhllama_exporter.exporters import make_exporter
 
         return make_exporter(fmt, config)
@@ -58,5 +65,11 @@ HF = Component(
     "hf",
     "HuggingFace LlamaForCausalLM directory (safetensors fp32/fp16/bf16, configs, tokenizer)",
     _factory("hf"),
+    ExportConfig,
+)
+GGUF = Component(
+    "gguf",
+    "GGUF for llama.cpp, ollama and LM Studio (f32/f16/bf16/q8_0, sentencepiece tokenizer inside)",
+    _factory("gguf"),
     ExportConfig,
 )

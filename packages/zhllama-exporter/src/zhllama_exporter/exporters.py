@@ -16,6 +16,7 @@ from zhllama.errors import ZhllamaError
 
 from zhllama_exporter import hf, llama2c
 from zhllama_exporter.components import DTYPES, ExportConfig
+from zhllama_exporter.gguf_format import GgufExporter
 from zhllama_exporter.quant import choose_group_size
 from zhllama_exporter.weights import Weights, from_model, to_model
 
@@ -37,10 +38,13 @@ def check_config(fmt: str, config: ExportConfig) -> None:
     if fmt != "hf" and config.dtype != "fp32":
         hint = "use llama2c-int8 for int8" if fmt != "llama2c-int8" else "it is int8 by design"
         raise ZhllamaError(
-            f"format {fmt} stores fp32 weights, not {config.dtype} ({hint}; hf takes fp16/bf16)"
+            f"format {fmt} stores fp32 weights, not {config.dtype} "
+            f"({hint}; hf and gguf take fp16/bf16)"
         )
     if fmt != "llama2c-int8" and config.group_size is not None:
         raise ZhllamaError(f"group size only applies to llama2c-int8, not to {fmt}")
+    if config.weights_only:
+        raise ZhllamaError(f"--weights-only applies to gguf; {fmt} writes no tokenizer anyway")
     if fmt != "hf" and config.tokenizer is not None:
         raise ZhllamaError(
             f"format {fmt} holds no tokenizer; write tok.bin with `zhllama tokenizer export`"
@@ -102,7 +106,9 @@ class Exporter:
         return to_model(self.read_weights(Path(path)), str(path))
 
 
-def make_exporter(fmt: str, config: ExportConfig | None = None) -> Exporter:
+def make_exporter(fmt: str, config: ExportConfig | None = None) -> Exporter | GgufExporter:
+    if fmt == "gguf":
+        return GgufExporter(config or ExportConfig())
     return Exporter(fmt, config or ExportConfig())
 
 

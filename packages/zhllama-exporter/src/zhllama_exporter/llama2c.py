@@ -16,7 +16,7 @@ import torch
 from zhllama.errors import ZhllamaError
 
 from zhllama_exporter.quant import dequantize, quantize
-from zhllama_exporter.weights import LAYER_MATRICES, Shape, Weights
+from zhllama_exporter.weights import LAYER_MATRICES, Int8, Shape, Weights
 
 MAGIC = 0x616B3432  # "ak42" read as a little-endian u32
 HEADER_BYTES = 256
@@ -259,13 +259,17 @@ def read_v2(path: Path) -> Weights:
     n = _matrix_count(s)
     _check_size(path, s, HEADER_BYTES + 4 * _norm_count(s) + n + 4 * (n // gs), "v2 (int8)")
     c = _Cursor(path, HEADER_BYTES)
+    groups: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def matrix(rows: int, cols: int) -> torch.Tensor:
         q = c.take("i1", (rows, cols))
         scale = c.f32(rows * cols // gs)
+        groups.append((q, scale))
         return dequantize(q, scale, gs)
 
-    return Weights(s, _unpack_body(s, c, matrix))
+    t = _unpack_body(s, c, matrix)
+    matrices = [n for n in t if not n.endswith("norm.weight")]  # in the order read
+    return Weights(s, t, Int8(gs, dict(zip(matrices, groups, strict=True))))
 
 
 def read_group_size(path: Path) -> int:

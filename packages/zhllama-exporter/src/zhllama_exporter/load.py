@@ -10,6 +10,8 @@ from zhllama.errors import ZhllamaError
 
 from zhllama_exporter import llama2c
 from zhllama_exporter.exporters import make_exporter
+from zhllama_exporter.gguf_format import read_gguf
+from zhllama_exporter.gguf_vocab import Vocab
 from zhllama_exporter.weights import Weights, from_model
 
 
@@ -18,10 +20,12 @@ class Loaded:
     weights: Weights
     format: str  # "ckpt" or an export format name
     tokenizer: Path | None = None  # the trainer's tokenizer .model, when a ckpt.pt names one
+    vocab: Vocab | None = None  # the tokenizer a GGUF file holds
+    dtype: str = "fp32"  # how the source stored its matrices
 
 
 def sniff_format(path: Path) -> str:
-    """ "ckpt", "hf", "llama2c", "llama2c-v1" or "llama2c-int8" by what the path holds."""
+    """ "ckpt", "hf", "gguf", "llama2c", "llama2c-v1" or "llama2c-int8" by what the path holds."""
     path = Path(path)
     if path.is_dir():
         if (path / "config.json").is_file():
@@ -30,7 +34,10 @@ def sniff_format(path: Path) -> str:
     if not path.is_file():
         raise ZhllamaError(f"{path}: no such checkpoint file")
     with open(path, "rb") as f:
-        zip_start = f.read(4) == b"PK\x03\x04"
+        magic = f.read(4)
+    if magic == b"GGUF":
+        return "gguf"
+    zip_start = magic == b"PK\x03\x04"
     # torch.save writes a zip archive; a truncated one has lost its directory at the end but
     # still starts like a zip, and must be reported as a damaged ckpt, not read as llama2c
     if zip_start or zipfile.is_zipfile(path):
@@ -42,6 +49,11 @@ def sniff_format(path: Path) -> str:
 def load_any(path: Path) -> Loaded:
     path = Path(path)
     fmt = sniff_format(path)
+    if fmt == "gguf":
+        g = read_gguf(path)
+        return Loaded(g.weights, fmt, vocab=g.vocab, dtype=g.dtype)
+    if fmt == "llama2c-int8":
+        return Loaded(make_exporter(fmt).read_weights(path), fmt, dtype="int8")
     if fmt != "ckpt":
         return Loaded(make_exporter(fmt).read_weights(path), fmt)
     from zhllama_trainer.checkpoint import load_checkpoint, model_from_checkpoint

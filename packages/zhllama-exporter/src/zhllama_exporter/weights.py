@@ -87,11 +87,21 @@ class Shape:
 
 
 @dataclass
+class Int8:
+    """The int8 groups a llama2c-int8 file stored: name → (int8 values, fp32 scale per group)."""
+
+    group_size: int
+    tensors: dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
 class Weights:
-    """A model as data: its shape and fp32 CPU tensors by state-dict name."""
+    """A model as data: its shape and fp32 CPU tensors by state-dict name. `int8` keeps the
+    stored groups when the weights were read from an int8 file (a GGUF q8_0 export reuses them)."""
 
     shape: Shape
     tensors: dict[str, torch.Tensor]
+    int8: Int8 | None = None
 
     def layer(self, name: str) -> list[torch.Tensor]:
         """One per-layer tensor (e.g. "attention.wq") for every layer, in layer order."""

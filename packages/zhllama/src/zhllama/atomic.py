@@ -33,6 +33,29 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -
         with _named(target), open(target, mode, **kwargs) as f:
             yield f
         return
+    with _temporary_sibling(target) as tmp, open(tmp, mode, **kwargs) as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary sibling of `path` for a writer that opens files by name (gguf's
+    GGUFWriter); renamed to `path` once the block has written and closed it."""
+    with _temporary_sibling(Path(path)) as tmp:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _temporary_sibling(target: Path) -> Iterator[Path]:
+    """An empty temporary file beside `target`, renamed over it when the block succeeds and
+    removed when it fails; errors name `target`, never the temporary."""
     tmp: str | None = None
     try:
         # Ctrl-C is held back while the temporary is created, so it arrives with `tmp` known and
@@ -42,10 +65,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         # mkstemp creates the file 0600; give it the permissions a plain open() would have.
         os.chmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        os.close(fd)
+        yield Path(tmp)
         os.replace(tmp, target)
     except BaseException as e:
         if tmp is not None:
