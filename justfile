@@ -21,11 +21,13 @@ build: setup
     cargo build --release --workspace --exclude zhllama-py --quiet
     uv build --wheel --package zhllama-rs --out-dir dist --quiet
 
-# every check: lint, the Rust tests, then the Python tests against the built artifacts; the
-# `llamacpp` group brings llama.cpp for the GGUF interop tests (compiled from source the first
-# time, ~N min on 2 cores, then a cached wheel)
+# every check: lint, the Rust tests, then the Python tests against the built artifacts. The
+# `llamacpp` group brings llama.cpp for the GGUF interop tests, compiled from its source package
+# (several CPU-minutes). Offline first: uv then reuses the wheel it built before; online, an index
+# that sends no cache validators makes uv fetch the source anew and compile it again.
 test: build lint
-    uv sync --locked --quiet --inexact --group llamacpp
+    uv sync --locked --quiet --inexact --group llamacpp --offline 2>/dev/null || \
+        uv sync --locked --quiet --inexact --group llamacpp
     cargo test --workspace --quiet
     {{bin}}/pytest
 

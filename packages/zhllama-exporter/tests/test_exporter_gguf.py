@@ -175,6 +175,7 @@ def test_int8_file_to_q8_0_keeps_its_int8_values(tmp_path, capsys, model, tokeni
         "--tokenizer", tokenizer.model,
     )  # fmt: skip
     assert rc == 0, err
+    assert "q8_0 blocks keep the int8 values" in err and "(gguf, q8_0)" in " ".join(err.split())
     int8 = load_any(tmp_path / "m.bin").weights.int8
     assert int8 is not None and int8.group_size == 64
     blocks = {t.name: np.asarray(t.data) for t in gguf.GGUFReader(tmp_path / "q.gguf").tensors}
@@ -277,3 +278,25 @@ def test_bad_input_one_line_nothing_written(tmp_path, capsys, model, tokenizer):
         "head.gguf",
         "m.gguf",
     ]
+
+
+def test_q8_0_rows_not_a_multiple_of_32_are_stored_f16(tmp_path, capsys, make_model, tokenizer):
+    # hidden 72: w1/w3 rows are dim (32) long and become q8_0, w2's rows are 72 long: f16
+    m = make_model(4, dim=32, n_layers=2, n_heads=4, vocab_size=VOCAB, hidden_dim=72)
+    ckpt = _ckpt(tmp_path, m, tokenizer.model)
+    rc, err = _run(capsys, ckpt, tmp_path / "m.gguf", "--dtype", "q8_0")
+    assert rc == 0, err
+    assert "2 matrices stored f16: their rows are not a multiple of 32 long" in " ".join(
+        err.split()
+    )
+    g = read_gguf(tmp_path / "m.gguf")
+    assert g.dtype == "mixed (q8_0, f16)"
+    types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(tmp_path / "m.gguf").tensors}
+    assert types["blk.0.ffn_down.weight"] == "F16" and types["blk.0.ffn_up.weight"] == "Q8_0"
+    w2 = m.state_dict()["layers.1.feed_forward.w2.weight"]
+    assert torch.equal(g.weights.tensors["layers.1.feed_forward.w2.weight"], w2.half().float())
+
+
+def test_listed_as_a_plugin(capsys):
+    assert main(["plugins"]) == 0
+    assert "gguf" in capsys.readouterr().out

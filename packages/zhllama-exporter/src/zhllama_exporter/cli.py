@@ -101,11 +101,13 @@ def export(
     else:
         with console.status(f"writing {out} ({name})"):
             exporter.export_weights(loaded.weights, out)
-    dtype_label = config.dtype if name in ("hf", "gguf") else "fp32"
-    if name == "llama2c-int8":
-        dtype_label = "int8"
+    dtype_label = {
+        "hf": config.dtype,
+        "gguf": getattr(exporter, "dtype", ""),
+        "llama2c-int8": "int8",
+    }
     console.print(
-        f"[green]wrote[/] {out} ({name}, {dtype_label}) from "
+        f"[green]wrote[/] {out} ({name}, {dtype_label.get(name, 'fp32')}) from "
         f"{loaded.format} {checkpoint}: dim {s.dim}, hidden {s.hidden_dim}, layers {s.n_layers}, "
         f"heads {s.n_heads}/{s.n_kv_heads}, vocab {s.vocab_size}, seq {s.max_seq_len}, "
         f"{'shared' if s.shared_classifier else 'separate'} classifier"
@@ -136,6 +138,11 @@ def _export_gguf(exporter: Any, loaded: Any, checkpoint: Path, out: Path) -> Non
         console.print(
             f"[yellow]note:[/] {len(fallbacks)} matrices stored f16: their rows are not a "
             f"multiple of 32 long, as q8_0 needs ({', '.join(fallbacks[:3])}, ...)"
+        )
+    int8 = loaded.weights.int8
+    if int8 is not None and exporter.dtype == "q8_0":
+        console.print(
+            f"q8_0 blocks keep the int8 values of {checkpoint} (groups of {int8.group_size})"
         )
     if config.weights_only:
         console.print("[yellow]note:[/] no tokenizer in the GGUF (--weights-only)")

@@ -21,7 +21,7 @@ class Loaded:
     format: str  # "ckpt" or an export format name
     tokenizer: Path | None = None  # the trainer's tokenizer .model, when a ckpt.pt names one
     vocab: Vocab | None = None  # the tokenizer a GGUF file holds
-    dtype: str = "fp32"  # how the source stored its matrices
+    dtype: str = "fp32"  # how a gguf or int8 source stored its matrices (others: fp32)
 
 
 def sniff_format(path: Path) -> str:
