@@ -2,10 +2,11 @@
 
 Each `tools/bench_<area>.py` takes an output JSON path, measures its area (ratios taken within
 one run, never against a recorded figure, since this machine is noisy) and prints a markdown
-table. This script runs them all, then writes `bench/results.json` (every figure, keyed by area)
-and `bench/results.md` (the tables, with the date, the machine and the reference programs),
-which the README quotes. The reference programs (llama2.c, llama.cpp) take part when
-ZH_REF_LLAMA2C / ZH_REF_LLAMA_CPP point at them (tools/benchrefs.py, bench/README.md).
+table. This script runs them all (or the areas named), then writes `bench/results.json` (every
+figure, keyed by area) and `bench/results.md` (the tables, each with its date, the machine and
+the reference programs), which the README quotes; areas not run this time keep their last
+figures there, stamped with their own date. The reference programs (llama2.c, llama.cpp) take
+part when ZH_REF_LLAMA2C / ZH_REF_LLAMA_CPP point at them (tools/benchrefs.py, bench/README.md).
 
 Usage: python tools/bench.py [AREA ...]   (default: every area)
 """
@@ -42,7 +43,7 @@ def references() -> dict[str, str | None]:
         raise SystemExit(1) from None
     return {
         benchrefs.LLAMA2C_ENV: str(l2c) if l2c else None,
-        benchrefs.LLAMA_CPP_ENV: str(lcpp) if lcpp else None,
+        benchrefs.LLAMA_CPP_ENV: str(lcpp[0]) if lcpp else None,
     }
 
 
@@ -57,24 +58,18 @@ def main(areas: list[str]) -> int:
     if areas:
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in areas]
     refs = references()
-    results: dict[str, object] = {
+    stamp = {
         "date": datetime.date.today().isoformat(),
         "machine": machine(),
         "references": refs,
-        "areas": {},
     }
-    used = [f"{k}={v}" for k, v in refs.items() if v]
-    unset = [k for k, v in refs.items() if not v]
-    md = [f"Measured {results['date']} on {results['machine']}."]
-    md += [f"References: {', '.join(used)}." if used else "References: none."]
-    if unset:
-        md += [f"Not configured: {', '.join(unset)} (our figures only there)."]
-    md += [""]
-    print("\n".join(md), flush=True)
+    print(header(stamp), flush=True)
+    results: dict[str, dict] = {}
     failed = []
     for script in scripts:
         area = script.stem.removeprefix("bench_")
         out = OUT / f"{area}.json"
+        out.unlink(missing_ok=True)
         print(f"== {area} ({script.relative_to(ROOT)})", flush=True)
         t0 = time.perf_counter()
         proc = subprocess.run(
@@ -85,16 +80,46 @@ def main(areas: list[str]) -> int:
             sys.stderr.write(proc.stderr[-4000:])
             failed.append(area)
             continue
-        results["areas"][area] = json.loads(out.read_text())  # type: ignore[index]
-        md += [f"### {area}", "", proc.stdout.strip(), ""]
-        print(f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
-    (OUT / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    (OUT / "results.md").write_text("\n".join(md) + "\n")
+        seconds = round(time.perf_counter() - t0)
+        results[area] = stamp | {
+            "seconds": seconds,
+            "figures": json.loads(out.read_text()),
+            "table": proc.stdout.strip(),
+        }
+        print(f"   ({seconds} s)", flush=True)
+    doc = {"areas": dict(sorted((previous_results() | results).items()))}
+    (OUT / "results.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    md = ["Each area was measured in one run of `tools/bench.py` (ratios within that run).", ""]
+    for area, r in doc["areas"].items():
+        md += [f"### {area}", "", header(r), "", r["table"], ""]
+    (OUT / "results.md").write_text("\n".join(md))
     print(f"wrote {OUT / 'results.json'} and {OUT / 'results.md'}")
     if failed:
         print(f"benchmarks that failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def header(stamp: dict) -> str:
+    """When, where and beside what an area was measured."""
+    refs = stamp["references"]
+    used = [f"{k}={v}" for k, v in refs.items() if v]
+    unset = [k for k, v in refs.items() if not v]
+    line = f"Measured {stamp['date']} on {stamp['machine']}. "
+    line += f"References: {', '.join(used)}." if used else "References: none."
+    if unset:
+        line += f" Not configured: {', '.join(unset)}."
+    return line
+
+
+def previous_results() -> dict[str, dict]:
+    """The areas of the last results.json that this run does not measure again keep their
+    figures (each with its own date); a file in an older layout is started afresh."""
+    try:
+        areas = json.loads((OUT / "results.json").read_text())["areas"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {k: v for k, v in areas.items() if isinstance(v, dict) and "table" in v}
 
 
 if __name__ == "__main__":

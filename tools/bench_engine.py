@@ -20,11 +20,13 @@ tokenizer of that size). Measured, each at 1 and 2 threads:
 - aggregate decode (llama.cpp only; zhllama has no batched decode yet): `llama-batched-bench
   -npp 16 -ntg 64 -npl 1,2,4,8,16`, generated tokens/s over all sequences, one run.
 
-The llama.cpp files are made from the same .bin files by llama.cpp's own converter
-(`llama-convert-llama2c-to-ggml`, which reads a llama2.c checkpoint and tokenizer directly) and
-`llama-quantize … q8_0`, from the build folder the user points to, into target/bench/ (cached).
-zhllama's own GGUF exporter (`zhllama export --format gguf`) is not used: the comparison
-should not rest on our exporter being right.
+The llama.cpp files hold the same weights: the f32 .bin goes through `zhllama export --format hf`
+(tested against transformers) and llama.cpp's own `convert_hf_to_gguf.py` from the user's
+checkout (f32), then `llama-quantize … q8_0`, into target/bench/ (cached). This needs the
+sentencepiece `tok5000.model` beside tok5000.bin (llama.cpp wants the vocabulary with its
+types; llama.cpp's llama2.c converter cannot read tok5000.bin: duplicate pieces, llama.cpp
+asserts at load); without it the llama.cpp columns are left out with a note. zhllama's coming
+GGUF exporter is not used: the comparison should not rest on the exporter under test.
 
 Ratios (ours / theirs) are taken within this run only; nothing is compared with a recorded
 figure. Each figure is the best of --repeats runs (other load on this shared machine only ever
@@ -57,6 +59,8 @@ BENCH = TARGET / "bench"
 MEMBW_C = ROOT.parent / "shared" / "tools" / "membw.c"
 TOK5000 = ROOT.parent / "shared" / "reference" / "zh" / "tok5000.bin"
 GEN = ROOT / "tools" / "gen_random_checkpoint.py"
+ZHLLAMA = Path(sys.executable).parent / "zhllama"
+LlamaCpp = tuple[Path, Path]  # llama.cpp's binaries folder, its convert_hf_to_gguf.py
 SHAPES = {
     "15M": (288, 768, 6, 6, 6, 5000, 256),
     "42M": (512, 1376, 8, 8, 8, 5000, 1024),
@@ -138,22 +142,27 @@ def ensure_tokenizer() -> Path:
     return path
 
 
-def ensure_gguf(lcpp: Path, name: str, int8: bool, tok: Path) -> Path:
-    """The same weights for llama.cpp: f32 by its llama2.c converter, q8_0 by llama-quantize."""
-    f32 = BENCH / f"{name}-{tok.stem}.f32.gguf"
+def ensure_gguf(lcpp: LlamaCpp, name: str, int8: bool, spm: Path) -> Path:
+    """The same weights for llama.cpp: f32 via our HF export and llama.cpp's converter, q8_0
+    from that by llama-quantize."""
+    bins, converter = lcpp
+    f32 = BENCH / f"{name}.f32.gguf"
     src = ensure_model(name, int8=False)
     if not f32.exists() or f32.stat().st_mtime < src.stat().st_mtime:
-        tmp = f32.with_name(f32.name + ".tmp")
-        cmd = [str(lcpp / "llama-convert-llama2c-to-ggml"), "--copy-vocab-from-model", str(tok)]
-        cmd += ["--llama2c-model", str(src), "--llama2c-output-model", str(tmp)]
-        _quiet(cmd)
-        os.replace(tmp, f32)
+        with tempfile.TemporaryDirectory(dir=BENCH) as tmp:
+            hf = Path(tmp) / "hf"
+            cmd = [str(ZHLLAMA), "export", str(src), str(hf), "--format", "hf"]
+            _quiet(cmd + ["--tokenizer", str(spm)])
+            out = Path(tmp) / "out.gguf"
+            cmd = [sys.executable, str(converter), str(hf), "--outtype", "f32"]
+            _quiet(cmd + ["--outfile", str(out)])
+            os.replace(out, f32)
     if not int8:
         return f32
-    q8 = BENCH / f"{name}-{tok.stem}.q8_0.gguf"
+    q8 = BENCH / f"{name}.q8_0.gguf"
     if not q8.exists() or q8.stat().st_mtime < f32.stat().st_mtime:
         tmp = q8.with_name(q8.name + ".tmp")
-        _quiet([str(lcpp / "llama-quantize"), str(f32), str(tmp), "q8_0"])
+        _quiet([str(bins / "llama-quantize"), str(f32), str(tmp), "q8_0"])
         os.replace(tmp, q8)
     return q8
 
@@ -203,8 +212,8 @@ def llama2c(exe: Path, model: Path, tok: Path, threads: int, n: int, prompt: str
 LLAMA_CPP_BUILD: dict[str, object] = {}  # what llama-bench says about its build, for the JSON
 
 
-def llama_bench(lcpp: Path, gguf: Path, threads: int, n_prompt: int, n_gen: int) -> float:
-    cmd = [str(lcpp / "llama-bench"), "-m", str(gguf), "-t", str(threads), "-r", "1"]
+def llama_bench(bins: Path, gguf: Path, threads: int, n_prompt: int, n_gen: int) -> float:
+    cmd = [str(bins / "llama-bench"), "-m", str(gguf), "-t", str(threads), "-r", "1"]
     cmd += ["-p", str(n_prompt), "-n", str(n_gen), "-o", "json"]
     row = json.loads(_quiet(cmd).stdout)[0]
     LLAMA_CPP_BUILD.update(
@@ -213,9 +222,9 @@ def llama_bench(lcpp: Path, gguf: Path, threads: int, n_prompt: int, n_gen: int)
     return float(row["avg_ts"])
 
 
-def batched_bench(lcpp: Path, gguf: Path, threads: int, npl: list[int]) -> dict[int, float]:
+def batched_bench(bins: Path, gguf: Path, threads: int, npl: list[int]) -> dict[int, float]:
     ctx = max(npl) * (BATCHED_PROMPT + BATCHED_GEN)
-    cmd = [str(lcpp / "llama-batched-bench"), "-m", str(gguf), "-t", str(threads)]
+    cmd = [str(bins / "llama-batched-bench"), "-m", str(gguf), "-t", str(threads)]
     cmd += ["-c", str(ctx), "-b", "2048", "-ub", "512", "-npp", str(BATCHED_PROMPT)]
     cmd += ["-ntg", str(BATCHED_GEN), "-npl", ",".join(map(str, npl))]
     cmd += ["--output-format", "jsonl"]
@@ -247,7 +256,7 @@ def membw() -> dict[str, float]:
 Key = tuple[str, str, str, int, str]  # (test, shape, dtype, threads, program)
 
 
-def plan(a: argparse.Namespace, engine: Path, tok: Path, l2c: Path | None, lcpp: Path | None):
+def plan(a: argparse.Namespace, engine: Path, tok: Path, l2c: Path | None, lcpp: LlamaCpp | None):
     """Every timed run of one round, as (key, thunk), in round-robin order."""
     prompts = {n: prompt_of(engine, tok, n) for n in a.prompts}
     runs: list[tuple[Key, Callable[[], float]]] = []
@@ -257,7 +266,7 @@ def plan(a: argparse.Namespace, engine: Path, tok: Path, l2c: Path | None, lcpp:
             int8 = dtype == "int8"
             model = ensure_model(name, int8)
             exe = (l2c / ("runq" if int8 else "run")) if l2c else None
-            gguf = ensure_gguf(lcpp, name, int8, tok) if lcpp else None
+            gguf = ensure_gguf(lcpp, name, int8, tok.with_suffix(".model")) if lcpp else None
             for t in a.threads:
                 tests = [("decode", DECODE_STEPS, "")]
                 tests += [(f"prefill {n}", n, prompts[n]) for n in a.prompts if n <= seq]
@@ -270,7 +279,7 @@ def plan(a: argparse.Namespace, engine: Path, tok: Path, l2c: Path | None, lcpp:
                     if lcpp is not None and gguf is not None:
                         pp, tg = (0, n) if test == "decode" else (n, 0)
                         runs.append(
-                            ((*key, "llama.cpp"), partial(llama_bench, lcpp, gguf, t, pp, tg))
+                            ((*key, "llama.cpp"), partial(llama_bench, lcpp[0], gguf, t, pp, tg))
                         )
     return runs
 
@@ -299,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     load_before = os.getloadavg()[0]
+    skipped = None
+    if lcpp is not None and not ensure_tokenizer().with_suffix(".model").exists():
+        spm = TOK5000.with_suffix(".model")
+        skipped = f"llama.cpp left out: no sentencepiece {spm} to give it the vocabulary"
+        print(f"note: {skipped}", file=sys.stderr)
+        lcpp = None
 
     engine = build_engine()
     tok = ensure_tokenizer()
@@ -317,9 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     if lcpp is not None and a.batched:
         for name in a.shapes:
             for dtype in DTYPES:
-                gguf = ensure_gguf(lcpp, name, dtype == "int8", tok)
+                gguf = ensure_gguf(lcpp, name, dtype == "int8", tok.with_suffix(".model"))
                 for t in a.threads:
-                    batched[(name, dtype, t)] = batched_bench(lcpp, gguf, t, a.batched)
+                    batched[(name, dtype, t)] = batched_bench(lcpp[0], gguf, t, a.batched)
     # Bandwidth again after the runs: on a shared machine the figure moves; keep the best of
     # both (membw itself keeps its best pass), the same rule as every other figure here.
     for k, v in membw().items():
@@ -340,9 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_flags": sorted(benchrefs.cpu_flags() & SIMD_FLAGS),
         "references": {
             "llama2c": str(l2c) if l2c else None,
-            "llama_cpp": str(lcpp) if lcpp else None,
+            "llama_cpp": str(lcpp[0]) if lcpp else None,
         },
         "llama_cpp_build": LLAMA_CPP_BUILD,
+        "llama_cpp_left_out": skipped,
         "tokenizer": str(tok),
         "membw_gb_s": bw,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -464,8 +480,9 @@ def print_tables(doc: dict, a: argparse.Namespace) -> None:
             cells += [f"{b['tok_per_s'][str(n)]:,.0f}" for n in npl]
             print("| " + " | ".join(cells) + " |")
     note = benchrefs.not_configured(benchrefs.LLAMA2C_ENV, benchrefs.LLAMA_CPP_ENV)
-    if note:
-        print(f"\n{note}")
+    for line in (note, doc["llama_cpp_left_out"]):
+        if line:
+            print(f"\n{line}")
 
 
 if __name__ == "__main__":

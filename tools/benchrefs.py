@@ -7,9 +7,9 @@ them with two environment variables:
 
 - `ZH_REF_LLAMA2C=DIR`: a llama2.c checkout after `make runomp` (which builds both `run` and
   `runq` with -Ofast -fopenmp -march=native). Its `model.py` is the training baseline.
-- `ZH_REF_LLAMA_CPP=DIR`: a llama.cpp build folder (or its `bin/`) holding `llama-bench`,
-  `llama-batched-bench` and, to make GGUF files of the benchmark's weights,
-  `llama-convert-llama2c-to-ggml` and `llama-quantize`.
+- `ZH_REF_LLAMA_CPP=DIR`: a llama.cpp build folder inside its checkout (or the build's `bin/`)
+  holding `llama-bench`, `llama-batched-bench` and `llama-quantize`; the checkout's
+  `convert_hf_to_gguf.py` (found above DIR) makes GGUF files of the benchmark's weights.
 
 An unset variable means "not configured": the benchmark prints our figures only and says so. A
 variable that is set but points at something unusable is the user's mistake: one line naming the
@@ -25,8 +25,8 @@ from pathlib import Path
 
 LLAMA2C_ENV = "ZH_REF_LLAMA2C"
 LLAMA_CPP_ENV = "ZH_REF_LLAMA_CPP"
-LLAMA_CPP_TOOLS = ("llama-bench", "llama-batched-bench")
-LLAMA_CPP_CONVERTERS = ("llama-convert-llama2c-to-ggml", "llama-quantize")
+LLAMA_CPP_TOOLS = ("llama-bench", "llama-batched-bench", "llama-quantize")
+LLAMA_CPP_CONVERTER = "convert_hf_to_gguf.py"
 
 
 class ReferenceError(Exception):
@@ -57,18 +57,35 @@ def llama2c() -> Path | None:
     return path
 
 
-def llama_cpp(names: tuple[str, ...] = LLAMA_CPP_TOOLS + LLAMA_CPP_CONVERTERS) -> Path | None:
-    """The folder holding llama.cpp's binaries `names` (DIR or DIR/bin); None when unset."""
+def llama_cpp() -> tuple[Path, Path] | None:
+    """llama.cpp's binaries folder (DIR or DIR/bin) and its checkout's HF-to-GGUF converter;
+    None when unset."""
     path = _dir(LLAMA_CPP_ENV)
     if path is None:
         return None
-    for folder in (path, path / "bin"):
-        if all(os.access(folder / n, os.X_OK) for n in names):
-            return folder
-    raise ReferenceError(
-        f"{LLAMA_CPP_ENV}={path}: needs the llama.cpp binaries {', '.join(names)} in it or in "
-        "its bin/ (see bench/README.md for the cmake targets)"
+    bins = next(
+        (
+            d
+            for d in (path, path / "bin")
+            if all(os.access(d / n, os.X_OK) for n in LLAMA_CPP_TOOLS)
+        ),
+        None,
     )
+    if bins is None:
+        raise ReferenceError(
+            f"{LLAMA_CPP_ENV}={path}: needs the llama.cpp binaries {', '.join(LLAMA_CPP_TOOLS)} "
+            "in it or in its bin/ (see bench/README.md for the cmake targets)"
+        )
+    up = [path, *path.resolve().parents][:4]
+    converter = next(
+        (d / LLAMA_CPP_CONVERTER for d in up if (d / LLAMA_CPP_CONVERTER).is_file()), None
+    )
+    if converter is None:
+        raise ReferenceError(
+            f"{LLAMA_CPP_ENV}={path}: no {LLAMA_CPP_CONVERTER} in it or the folders above it "
+            "(point it at a build folder inside the llama.cpp checkout)"
+        )
+    return bins, converter
 
 
 def not_configured(*envs: str) -> str | None:
