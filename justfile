@@ -43,9 +43,10 @@ train *args: setup
 export *args: setup
     {{bin}}/zhllama export {{args}}
 
-# every benchmark; writes bench/results.json and bench/results.md
-bench: build
-    {{py}} tools/bench.py
+# every benchmark, or the areas named (`just bench engine train`), into bench/results.*:
+# beside llama2.c and llama.cpp when ZH_REF_LLAMA2C / ZH_REF_LLAMA_CPP point at them (bench/README.md)
+bench *areas: build
+    {{py}} tools/bench.py {{areas}}
 
 # ruff (format + check) for Python, rustfmt and clippy for Rust
 lint: setup
