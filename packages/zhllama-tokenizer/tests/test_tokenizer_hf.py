@@ -15,7 +15,7 @@ CHINESE = [
     "",
 ]
 # whitespace sentencepiece normalises: runs of spaces, leading/trailing spaces
-WHITESPACE = ["  两个  空格 ", " ", "a\tb\u3000c  ", " 前\n 后 "]
+WHITESPACE = ["从前  有   猫", "  两个  空格 ", " ", "a\tb\u3000c  ", " 前\n 后 ", "猫 "]
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +33,8 @@ def test_files_and_config(hf_dir, trained):
     } <= names
     assert (hf_dir / "tokenizer.model").read_bytes() == trained.model.read_bytes()
     config = json.loads((hf_dir / "tokenizer_config.json").read_text())
-    assert config["tokenizer_class"] == "LlamaTokenizer"
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
     assert config["add_bos_token"] is True and config["add_eos_token"] is False
-    assert config["legacy"] is True
     assert "chat_template" not in config
 
 
@@ -49,21 +48,26 @@ def test_transformers_encodes_like_sentencepiece(hf_dir, trained, stories, cls):
         assert tok.decode(tok.encode(text), skip_special_tokens=True) == text
 
 
-def test_fast_json_matches_sentencepiece_whitespace(hf_dir, trained, stories):
-    # tokenizer.json used as written (tokenizers, PreTrainedTokenizerFast) also normalises
-    # whitespace exactly as sentencepiece does
+def test_auto_tokenizer_matches_sentencepiece_whitespace(hf_dir, trained, stories):
+    # what users call (AutoTokenizer) and tokenizer.json as written (tokenizers,
+    # PreTrainedTokenizerFast) normalise whitespace exactly as sentencepiece does
     sp = spm.SentencePieceProcessor(model_file=str(trained.model))
     raw = tokenizers.Tokenizer.from_file(str(hf_dir / "tokenizer.json"))
-    fast = transformers.PreTrainedTokenizerFast.from_pretrained(hf_dir)
+    loaded = [
+        transformers.AutoTokenizer.from_pretrained(hf_dir),
+        transformers.PreTrainedTokenizerFast.from_pretrained(hf_dir),
+    ]
     for text in CHINESE + WHITESPACE + stories[20:]:
         want = [1, *sp.encode(text)]
         assert raw.encode(text).ids == want, repr(text)
-        assert fast.encode(text) == want, repr(text)
+        for tok in loaded:
+            assert tok.encode(text) == want, (type(tok).__name__, repr(text))
+            assert tok.decode(want, skip_special_tokens=True) == sp.decode(want[1:]), repr(text)
 
 
 def test_tok5000_hf_agrees(tmp_path, reference):
     model = reference("zh", "tok5000.model")
     sp = spm.SentencePieceProcessor(model_file=str(model))
     tok = transformers.AutoTokenizer.from_pretrained(export_hf(model, tmp_path / "hf"))
-    for text in CHINESE:
+    for text in CHINESE + WHITESPACE:
         assert tok.encode(text) == [1, *sp.encode(text)], text

@@ -1,11 +1,14 @@
 """HuggingFace tokenizer files for a sentencepiece BPE model.
 
-Writes `tokenizer.model` (the sentencepiece file, for slow `LlamaTokenizer`), a fast
-`tokenizer.json` (BPE with byte fallback), `tokenizer_config.json` and
-`special_tokens_map.json`. The settings make transformers encode like sentencepiece:
-`legacy: true` (the slow tokenizer calls sentencepiece as is), BOS added and EOS not, no chat
-template. The fast tokenizer's normalizer also reproduces sentencepiece's whitespace handling
-(runs of ASCII spaces collapse to one, leading and trailing spaces go) before the `▁` prefix.
+Writes `tokenizer.model` (the sentencepiece file itself), a fast `tokenizer.json` (BPE with
+byte fallback), `tokenizer_config.json` and `special_tokens_map.json`. The settings make
+transformers encode like sentencepiece: BOS added and EOS not, no chat template. The fast
+tokenizer's normalizer reproduces sentencepiece's whitespace handling (runs of ASCII spaces
+collapse to one, leading and trailing spaces go) before the `▁` prefix.
+
+`tokenizer_class` is `PreTrainedTokenizerFast`, so `AutoTokenizer` uses `tokenizer.json` as
+written. With `LlamaTokenizer` there, transformers >= 5 rebuilds the normalizer from its own Llama
+defaults and stops collapsing spaces: `'从前  有   猫'` then gains two extra `▁` tokens.
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ def export_hf(model: Path, out_dir: Path, model_max_length: int | None = None) -
         for i in (sp.unk_id(), sp.bos_id(), sp.eos_id())
     }
     config: dict[str, Any] = {
-        "tokenizer_class": "LlamaTokenizer",
+        "tokenizer_class": "PreTrainedTokenizerFast",
         "add_bos_token": True,
         "add_eos_token": False,
         "bos_token": bos,
