@@ -55,3 +55,41 @@ def make_model():
 def reference():
     """reference("llama2c", "stories260K.bin") → the path, or skip when it is absent."""
     return reference_file
+
+
+def _write_ckpt(folder: Path, model: Transformer, tokenizer: Path | None = None, **extra) -> Path:
+    """folder/ckpt.pt as the trainer writes it (weights, shape, step, tokenizer path)."""
+    import dataclasses
+
+    from zhllama_trainer.checkpoint import save_checkpoint
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "ckpt.pt"
+    fields = {"config": {}, "iter_num": 10, "best_val_loss": 3.0, "best_iter": 10, **extra}
+    save_checkpoint(
+        path,
+        {
+            "model": model.state_dict(),
+            "model_args": dataclasses.asdict(model.args),
+            "tokenizer": str(tokenizer) if tokenizer else None,
+            **fields,
+        },
+    )
+    return path
+
+
+@pytest.fixture
+def make_ckpt():
+    """make_ckpt(folder, model, tokenizer=None, **fields) → folder/ckpt.pt."""
+    return _write_ckpt
+
+
+@pytest.fixture(scope="session")
+def small_tokenizer(tmp_path_factory):
+    """A real sentencepiece model (vocab 1500) and its tok.bin, trained on the synthetic corpus."""
+    from zhllama.registry import get_registry
+    from zhllama_tokenizer.train import TrainOptions, train_tokenizer
+
+    source = get_registry().create("sources", "synthetic", num_stories=3000)
+    out = tmp_path_factory.mktemp("small_tok")
+    return train_tokenizer(source, out, TrainOptions(vocab_size=1500, heldout_stories=50))

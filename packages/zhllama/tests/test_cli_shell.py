@@ -71,3 +71,19 @@ def test_console_script_with_an_outside_package(plugin_files):
     proc = run_script("outside-hello", "--name", "小明", env=env)
     assert proc.returncode == 0
     assert proc.stdout == "hello 小明\n"
+
+
+def test_version_names_every_package_and_imports_nothing_heavy():
+    from importlib.metadata import version
+
+    code = (
+        "import sys; from zhllama.cli import main; rc = main(['--version']); "
+        "assert 'torch' not in sys.modules; sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert f"zhllama {version('zhllama')}" in lines
+    assert f"zhllama-trainer {version('zhllama-trainer')}" in lines
+    assert f"torch {version('torch')}" in lines
+    assert run_script("-V").stdout == proc.stdout

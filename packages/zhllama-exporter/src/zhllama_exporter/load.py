@@ -5,6 +5,7 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from zhllama.errors import ZhllamaError
 
@@ -22,6 +23,7 @@ class Loaded:
     tokenizer: Path | None = None  # the trainer's tokenizer .model, when a ckpt.pt names one
     vocab: Vocab | None = None  # the tokenizer a GGUF file holds
     dtype: str = "fp32"  # how a gguf or int8 source stored its matrices (others: fp32)
+    training: dict[str, Any] | None = None  # a ckpt.pt's iter_num, best_val_loss, best_iter
 
 
 def sniff_format(path: Path) -> str:
@@ -61,4 +63,5 @@ def load_any(path: Path) -> Loaded:
     ckpt = load_checkpoint(path)
     model = model_from_checkpoint(ckpt, path)
     tok = ckpt.get("tokenizer")
-    return Loaded(from_model(model), fmt, Path(tok) if tok else None)
+    training = {k: ckpt.get(k) for k in ("iter_num", "best_val_loss", "best_iter")}
+    return Loaded(from_model(model), fmt, Path(tok) if tok else None, training=training)

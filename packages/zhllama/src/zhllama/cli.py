@@ -34,6 +34,39 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _versions() -> str:
+    """One line per installed zhllama distribution, then Python and torch (read from package
+    metadata, so `--version` imports nothing heavy)."""
+    from importlib.metadata import PackageNotFoundError, distributions, version
+
+    ours = sorted({(d.metadata["Name"], d.version) for d in distributions() if d.metadata["Name"]})
+    lines = [f"{name} {ver}" for name, ver in ours if name.lower().startswith("zhllama")]
+    lines.append(f"python {sys.version.split()[0]}")
+    try:
+        lines.append(f"torch {version('torch')}")
+    except PackageNotFoundError:
+        lines.append("torch (not installed)")
+    return "\n".join(lines)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(_versions())
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_print_version, is_eager=True, help="print versions, exit"
+        ),
+    ] = False,
+) -> None:
+    """Train, export and run small Chinese Llama models."""
+
+
 @app.command()
 def plugins() -> None:
     """List every registered component (sources, tokenizers, presets, exporters, engines).
