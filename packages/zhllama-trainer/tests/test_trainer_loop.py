@@ -74,3 +74,35 @@ def test_resume_without_checkpoint_is_an_error(shards: Path, tmp_path: Path, sma
     c = make_config("tiny", {**small, "data_dir": shards, "out_dir": tmp_path / "none"})
     with pytest.raises(ZhllamaError, match="no such checkpoint"):
         train(c, resume=True)
+
+
+def test_long_steps_show_an_estimate_early(
+    shards: Path, tmp_path: Path, small: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # six micro-batches per step: the estimate comes from the first step's second micro-batch,
+    # before any step has finished, as it must for a 42M step that takes minutes on a CPU
+    from zhllama.cli import main
+
+    settings = {**small, "gradient_accumulation_steps": 6, "max_iters": 3, "eval_interval": 3,
+                "data_dir": shards, "out_dir": tmp_path / "run", "export_bin": False}  # fmt: skip
+    assert main(["train", "size=tiny", *(f"{k}={v}" for k, v in settings.items())]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if " per step (" in line]
+    assert len(lines) == 1, err
+    assert "tok/s on this device" in lines[0] and "for the 3 steps left" in lines[0]
+
+
+def test_step_meter_reports_micro_batches() -> None:
+    from zhllama_trainer.step_meter import StepMeter, human_duration
+
+    meter = StepMeter(micro_batches=4, tokens_per_micro=1000, steps_left=10, refresh=0.0)
+    meter.step_started()
+    first = meter.micro_batch_done(1)
+    assert first is not None and first.startswith("micro-batch 1/4, ")
+    assert first.endswith(" tok/s")
+    assert meter.micro_batch_done(2) is not None and meter.estimate() is not None
+    assert meter.estimate() is None  # once
+    assert meter.micro_batch_done(4) is None  # the step's end is the bar's own update
+    assert [human_duration(s) for s in (3.25, 250, 19_200, 4 * 86_400 + 7_200)] == [
+        "3.2 s", "4 min 10 s", "5 h 20 min", "4 d 2 h"
+    ]  # fmt: skip

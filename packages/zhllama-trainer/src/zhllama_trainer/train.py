@@ -34,6 +34,7 @@ from zhllama_trainer.checkpoint import load_checkpoint, save_checkpoint
 from zhllama_trainer.config import TrainConfig, config_from_dict
 from zhllama_trainer.metrics import MetricsLog, plot_losses
 from zhllama_trainer.model import ModelArgs, Transformer, flops_per_token
+from zhllama_trainer.step_meter import StepMeter
 
 console = Console(stderr=True)
 
@@ -531,11 +532,18 @@ def _train(
         _Interrupt(not rt.distributed) as interrupt,
     ):
         task = progress.add_task("train", total=c.max_iters, completed=iter_num, stats=stats)
+        micro_tokens = c.batch_size * c.max_seq_len * rt.world_size
+        meter = StepMeter(per_rank, micro_tokens, c.max_iters - iter_num)
+        # no terminal (a log file, nohup): the bar is not drawn, so a long step prints a line
+        # now and then instead
+        line_every = None if console.is_terminal else 60.0
+        last_line = time.perf_counter()
         while iter_num < c.max_iters:
             lr = lr_at(iter_num, c)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             step_loss.zero_()
+            meter.step_started()
             for m, slot in enumerate(batches.slots):
                 x, y = batches.get(slot)
                 last = m == per_rank - 1
@@ -546,6 +554,15 @@ def _train(
                         loss = loss / per_rank
                     scaler.scale(loss).backward()
                 step_loss += loss.detach()
+                inside = meter.micro_batch_done(m + 1)
+                if inside is not None and rt.master:
+                    progress.update(task, stats=f"step {iter_num + 1}: {inside}")
+                    if line_every is not None and time.perf_counter() - last_line > line_every:
+                        last_line = time.perf_counter()
+                        console.print(f"step {iter_num + 1}: {inside}")
+                note = meter.estimate()
+                if note is not None and rt.master:
+                    progress.console.print(note)
             if c.grad_clip > 0:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
@@ -553,6 +570,10 @@ def _train(
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             iter_num += 1
+            meter.step_done()
+            note = meter.estimate()
+            if note is not None and rt.master:
+                progress.console.print(note)
 
             if iter_num % c.log_interval == 0 or iter_num == c.max_iters:
                 if rt.distributed:
