@@ -8,6 +8,7 @@
 //!   and runs [`Model::forward`].
 //! - [`Tokenizer`]: reads `tokenizer.bin` in both byte-token formats; [`Tokenizer::encode`] is
 //!   sentencepiece-exact, [`Tokenizer::decode`] and [`Utf8Stream`] give whole UTF-8 characters.
+//! - [`Model::score`]: log-probabilities of a token sequence (evaluation, comparing texts).
 //! - [`Sampler`]: llama2.c's sampler and RNG, so a seed gives the same story.
 //! - [`Generator`] / [`Generation`]: the prompt then sampled tokens, as text pieces, with a
 //!   tokens-per-second report.
@@ -33,6 +34,7 @@ pub mod generate;
 pub mod kernels;
 pub mod model;
 pub mod sampler;
+mod score;
 pub mod tokenizer;
 
 pub use checkpoint::{choose_group_size, read_config, Config, Quantize, MAGIC};

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use zhllama_core::{Config, GenerateOptions, Generator, Model, Quantize};
 
 use crate::errors::{bad_arg, stream_invalidated, to_py, Int};
-use crate::tokenizer::{token_id, PyTokenizer};
+use crate::tokenizer::{ids_from, token_id, PyTokenizer};
 
 /// How often `generate` re-attaches to look for Ctrl-C (between tokens, never inside one).
 /// Per token would also work; this bounds the GIL round trips for tiny, very fast models.
@@ -43,6 +43,13 @@ impl PyModel {
     /// (the core does not panic on input), so a poisoned lock is simply taken over.
     fn lock(&self) -> MutexGuard<'_, Engine> {
         self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Only ever called with the GIL released, like `lock`.
+    fn score_ids(&self, ids: &[u32]) -> zhllama_core::Result<Vec<f32>> {
+        let mut eng = self.lock();
+        eng.epoch += 1;
+        eng.model.score(ids)
     }
 }
 
@@ -292,6 +299,41 @@ impl PyModel {
             })
             .map_err(to_py)?;
         Ok(logits.into_pyarray(py))
+    }
+
+    /// The log-probability of each next token of `ids` (any iterable of ints; start with BOS, 1,
+    /// to score a text as training saw it): a float32 array of `len(ids) - 1` entries, entry `i`
+    /// being `log p(ids[i + 1] | ids[:i + 1])`. At most `seq_len` ids. Like `reset()`, it
+    /// replaces the sequence `forward` was running.
+    fn score<'py>(
+        &self,
+        py: Python<'py>,
+        ids: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let ids = ids_from(ids, self.config.vocab_size)?;
+        let scores = py.detach(|| self.score_ids(&ids)).map_err(to_py)?;
+        Ok(scores.into_pyarray(py))
+    }
+
+    /// `score` for each sequence of `batch` (an iterable of id sequences): a list of arrays.
+    /// Every sequence is checked before any runs; Ctrl-C is seen between sequences.
+    fn score_batch<'py>(
+        &self,
+        py: Python<'py>,
+        batch: &Bound<'py, PyAny>,
+    ) -> PyResult<Vec<Bound<'py, PyArray1<f32>>>> {
+        let vocab = self.config.vocab_size;
+        let mut seqs = Vec::new();
+        for seq in batch.try_iter()? {
+            seqs.push(ids_from(&seq?, vocab)?);
+        }
+        let mut out = Vec::with_capacity(seqs.len());
+        for ids in &seqs {
+            let scores = py.detach(|| self.score_ids(ids)).map_err(to_py)?;
+            out.push(scores.into_pyarray(py));
+            py.check_signals()?;
+        }
+        Ok(out)
     }
 
     /// Forgets the current sequence (the next `forward` starts again at position 0).

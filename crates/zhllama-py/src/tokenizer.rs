@@ -23,6 +23,16 @@ pub(crate) fn token_id(id: i64, vocab_size: usize) -> PyResult<u32> {
     }
 }
 
+/// Token ids from any Python iterable of ints, each checked against `vocab_size`.
+pub(crate) fn ids_from(ids: &Bound<'_, PyAny>, vocab_size: usize) -> PyResult<Vec<u32>> {
+    let mut out = Vec::new();
+    for item in ids.try_iter()? {
+        let Int(id) = item?.extract::<Int<i64>>()?;
+        out.push(token_id(id, vocab_size)?);
+    }
+    Ok(out)
+}
+
 #[pymethods]
 impl PyTokenizer {
     /// Reads `path`; `vocab_size` (the model's) must equal the number of entries, or `None`
@@ -70,13 +80,8 @@ impl PyTokenizer {
     /// The text of `ids` (any iterable of ints): BOS/EOS give nothing, invalid UTF-8 becomes
     /// U+FFFD as `bytes.decode("utf-8", errors="replace")` would.
     fn decode(&self, ids: &Bound<'_, PyAny>) -> PyResult<String> {
-        let vocab = self.tok.vocab_size();
-        let mut out = Vec::new();
-        for item in ids.try_iter()? {
-            let Int(id) = item?.extract::<Int<i64>>()?;
-            out.push(token_id(id, vocab)?);
-        }
-        self.tok.decode(&out).map_err(to_py)
+        let ids = ids_from(ids, self.tok.vocab_size())?;
+        self.tok.decode(&ids).map_err(to_py)
     }
 
     fn __repr__(&self) -> String {

@@ -85,6 +85,29 @@ def test_forward_and_reset_match_generate(tiny) -> None:
     np.testing.assert_array_equal(m.forward(ids[0], 0), first)
 
 
+def test_score_is_forwards_log_softmax(tiny) -> None:
+    m = zhllama_rs.Model(tiny.model, tiny.tokenizer, threads=2)
+    ids = m.tokenizer.encode("从前有一只猫。")  # type: ignore[union-attr]
+    scores = m.score(ids)
+    assert scores.dtype == np.float32 and scores.shape == (len(ids) - 1,)
+    m.reset()
+    for pos in range(len(ids) - 1):
+        logits = m.forward(ids[pos], pos).astype(np.float64)
+        want = logits[ids[pos + 1]] - np.log(np.exp(logits).sum())
+        assert abs(scores[pos] - want) < 1e-5
+    # batched: each sequence as if scored alone, whatever came before it
+    other = [1, 5, 9, 300]
+    batch = m.score_batch([other, ids, (i for i in ids[:3])])
+    np.testing.assert_array_equal(batch[1], scores)
+    np.testing.assert_array_equal(batch[0], m.score(other))
+    np.testing.assert_array_equal(batch[2], scores[:2])
+    assert m.score([1]).shape == (0,)
+    with pytest.raises(ValueError, match="outside the vocab"):
+        m.score_batch([other, [1, 512]])  # checked before anything runs
+    with pytest.raises(ValueError, match="seq_len 256"):
+        m.score([1] * 257)
+
+
 def test_tokenizer(tiny) -> None:
     tok = zhllama_rs.Tokenizer(tiny.tokenizer, 512)
     assert (tok.vocab_size, tok.bos_id, tok.eos_id) == (512, 1, 2)
