@@ -17,13 +17,15 @@ impl Model {
     /// `log p(ids[i + 1] | ids[..=i])`, so the result has `ids.len() - 1` entries (none for
     /// fewer than two ids). Start `ids` with BOS (1) to score a text as the model saw its
     /// training data. The sequence runs from position 0, replacing whatever the model was
-    /// running. Errors on an id outside the vocab or more ids than the context (`seq_len`).
+    /// running. The last id is only predicted, never run, so a training window of `seq_len + 1`
+    /// ids fits. Errors on an id outside the vocab or a longer sequence.
     pub fn score(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
-        if ids.len() > self.seq_len() {
+        if ids.len() > self.seq_len() + 1 {
             return Err(Error::bad_arg(format!(
-                "{} ids do not fit the context (seq_len {}): score windows of at most that many",
+                "{} ids do not fit the context (seq_len {}): score windows of at most {} ids",
                 ids.len(),
-                self.seq_len()
+                self.seq_len(),
+                self.seq_len() + 1
             )));
         }
         if let Some(&bad) = ids.iter().find(|&&t| t as usize >= self.vocab_size()) {
@@ -33,7 +35,7 @@ impl Model {
             )));
         }
         self.reset();
-        self.reserve(ids.len())?;
+        self.reserve(ids.len().saturating_sub(1))?;
         let mut out = Vec::with_capacity(ids.len().saturating_sub(1));
         for (pos, pair) in ids.windows(2).enumerate() {
             let logits = self.forward(pair[0], pos)?;

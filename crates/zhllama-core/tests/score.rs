@@ -44,10 +44,11 @@ fn score_is_the_log_probability_of_each_next_token() {
 fn score_errors_name_the_problem() {
     let mut m = model(Quantize::None);
     let seq = m.seq_len();
-    let too_long = vec![BOS; seq + 1];
+    let too_long = vec![BOS; seq + 2];
     let e = m.score(&too_long).unwrap_err().to_string();
     assert!(e.contains(&format!("seq_len {seq}")), "{e}");
-    assert!(m.score(&vec![BOS; seq]).is_ok());
+    // a training window: seq_len positions run, the last id only predicted
+    assert_eq!(m.score(&vec![BOS; seq + 1]).unwrap().len(), seq);
     let e = m.score(&[BOS, 512]).unwrap_err().to_string();
     assert!(e.contains("token 512") && e.contains("vocab"), "{e}");
 }

@@ -303,7 +303,7 @@ impl PyModel {
 
     /// The log-probability of each next token of `ids` (any iterable of ints; start with BOS, 1,
     /// to score a text as training saw it): a float32 array of `len(ids) - 1` entries, entry `i`
-    /// being `log p(ids[i + 1] | ids[:i + 1])`. At most `seq_len` ids. Like `reset()`, it
+    /// being `log p(ids[i + 1] | ids[:i + 1])`. At most `seq_len + 1` ids. Like `reset()`, it
     /// replaces the sequence `forward` was running.
     fn score<'py>(
         &self,

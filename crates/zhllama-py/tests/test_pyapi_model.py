@@ -105,7 +105,8 @@ def test_score_is_forwards_log_softmax(tiny) -> None:
     with pytest.raises(ValueError, match="outside the vocab"):
         m.score_batch([other, [1, 512]])  # checked before anything runs
     with pytest.raises(ValueError, match="seq_len 256"):
-        m.score([1] * 257)
+        m.score([1] * 258)
+    assert m.score([1] * 257).shape == (256,)  # a training window of seq_len + 1
 
 
 def test_tokenizer(tiny) -> None:

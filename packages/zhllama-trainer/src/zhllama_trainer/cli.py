@@ -10,7 +10,6 @@ Settings come as `key=value` items (what `just train size=42M max_iters=200` for
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -91,39 +90,35 @@ train.context_settings = EXTRA_ARGS  # type: ignore[attr-defined]
 
 
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="a ckpt.pt written by zhllama train")],
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            metavar="MODEL", help="a ckpt.pt of zhllama train, or an exported llama2c .bin"
+        ),
+    ],
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="shards (default: the run's)")
+        Path | None,
+        typer.Option("--data-dir", help="shards (default: the run's, from ckpt.pt)"),
     ] = None,
-    eval_iters: Annotated[int | None, typer.Option("--eval-iters", help="batches")] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="one pass over the whole validation split")
+    ] = False,
+    eval_iters: Annotated[
+        int | None, typer.Option("--eval-iters", help="random batches (default: the run's)")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, mps")] = "auto",
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="engine threads for a .bin")
+    ] = None,
 ) -> None:
-    """Validation loss and perplexity of a checkpoint.
+    """Validation loss and perplexity of a checkpoint or an exported .bin (v0/v1/int8).
 
-    Example: [bold]zhllama eval runs/tiny/ckpt.pt[/bold]
+    Example: [bold]zhllama eval runs/tiny/ckpt.pt --full[/bold]
     """
-    import dataclasses
+    from zhllama_trainer.evaluation import EvalRequest, run_eval
 
-    from zhllama_trainer import runtime
-    from zhllama_trainer.checkpoint import load_checkpoint, load_model
-    from zhllama_trainer.config import config_from_dict
-    from zhllama_trainer.train import evaluate as eval_loss
-    from zhllama_trainer.train import open_data
-
-    c = config_from_dict(load_checkpoint(checkpoint)["config"])
-    changes = {"data_dir": data_dir, "eval_iters": eval_iters, "batch_size": batch_size}
-    c = dataclasses.replace(c, **{k: v for k, v in changes.items() if v is not None})
-    c = dataclasses.replace(c, device=device)
-    shards, _ = open_data(c)
-    rt = runtime.start(c.device, c.dtype)
-    model, args = load_model(checkpoint, rt.device)
-    if args.vocab_size != shards.vocab_size:
-        raise ZhllamaError(
-            f"{checkpoint} has a vocabulary of {args.vocab_size} but {c.data_dir} was tokenized "
-            f"with {shards.vocab_size}"
-        )
-    c = dataclasses.replace(c, max_seq_len=args.max_seq_len)
-    loss = eval_loss(model, shards, c, rt)
-    typer.echo(f"val loss {loss:.4f}  perplexity {math.exp(min(loss, 50)):.3f}")
-    typer.echo(f"({c.eval_iters} batches of {c.batch_size}×{c.max_seq_len} from {c.data_dir})")
+    req = EvalRequest(checkpoint, data_dir, full, eval_iters, batch_size, device, threads)
+    result, tokenizer_note = run_eval(req)
+    typer.echo(f"val loss {result.loss:.4f}  perplexity {result.perplexity:.3f}")
+    typer.echo(f"({result.method}; {tokenizer_note})")
