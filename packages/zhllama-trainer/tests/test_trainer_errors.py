@@ -41,9 +41,24 @@ def test_missing_data_dir(tmp_path: Path) -> None:
 
 
 def test_vocab_mismatch_between_data_and_model(shards: Path, tmp_path: Path, small: dict) -> None:
-    c = make_config("15M", {**small, "data_dir": shards, "out_dir": tmp_path / "run"})
+    # only a vocab_size the user gives is checked against the data
+    settings = {**small, "data_dir": shards, "out_dir": tmp_path / "run", "vocab_size": 5000}
     with pytest.raises(ZhllamaError, match="vocab_size=5000 but the data .* vocabulary of 1500"):
-        train(c)
+        train(make_config("15M", settings))
+
+
+def test_presets_take_the_vocab_from_the_data(
+    shards: Path, tmp_path: Path, small: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `zhllama train size=42M data_dir=…` on data of a 1500-piece tokenizer: no vocab setting
+    settings = {k: v for k, v in small.items() if k not in ("max_seq_len",)}
+    settings |= {"data_dir": shards, "out_dir": tmp_path / "run", "max_iters": 1,
+                 "max_seq_len": 32, "export_bin": False}  # fmt: skip
+    argv = ["train", "size=42M", *(f"{k}={v}" for k, v in settings.items())]
+    assert main(argv) == 0, capsys.readouterr().err
+    from zhllama_trainer.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "run" / "ckpt.pt")["model_args"]["vocab_size"] == 1500
 
 
 def test_cli_reports_errors_in_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -32,7 +32,9 @@ class TrainConfig:
     n_layers: int = 6
     n_heads: int = 6
     n_kv_heads: int | None = None
-    vocab_size: int | None = 5000  # None: take it from the data manifest
+    # None: the data manifest's (5000 on tok5000 shards); a value is only ever a check that the
+    # data agrees, so no preset sets one
+    vocab_size: int | None = None
     hidden_dim: int | None = None
     multiple_of: int = 32
     max_seq_len: int = 256

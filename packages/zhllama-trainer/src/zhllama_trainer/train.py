@@ -83,7 +83,8 @@ def model_args_for(c: TrainConfig, data_vocab: int) -> ModelArgs:
     if c.vocab_size is not None and c.vocab_size != data_vocab:
         raise ZhllamaError(
             f"vocab_size={c.vocab_size} but the data in {c.data_dir} was tokenized with a "
-            f"vocabulary of {data_vocab}; set vocab_size={data_vocab} or use matching data"
+            f"vocabulary of {data_vocab}; leave vocab_size out to take the data's, or use "
+            "matching data"
         )
     return ModelArgs(
         dim=c.dim,
