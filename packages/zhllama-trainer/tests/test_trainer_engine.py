@@ -115,3 +115,20 @@ def test_torch_engine_prints_what_run_c_printed(name: str, args: list[str]) -> N
     )
     want = (RUNC / "runc" / f"{name}.out").read_text(encoding="utf-8")
     assert "".join(engine.stream(settings)) + "\n" == want
+
+
+def test_sample_picks_the_engine_from_the_file(
+    checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `zhllama sample run/ckpt.pt` (no --engine) runs the torch engine, run/model.bin the rust one
+    args = ["-i", "从前", "-s", "42", "-n", "30", "-t", "0"]
+    outs = {}
+    for name, engine in (("ckpt.pt", "torch"), ("model.bin", "rust")):
+        path = checkpoint.parent / name
+        assert main(["sample", str(path), *args]) == 0, capsys.readouterr().err
+        outs[name] = capsys.readouterr().out
+        assert main(["sample", str(path), "--engine", engine, *args]) == 0
+        assert capsys.readouterr().out == outs[name]
+    # the same greedy story either way (the export of the same weights)
+    assert outs["ckpt.pt"] == outs["model.bin"]
+    assert outs["ckpt.pt"].startswith("从前")

@@ -20,7 +20,12 @@ class RustEngine:
     def __init__(self, config: EngineConfig) -> None:
         if config.device not in ("cpu", "auto"):
             raise ZhllamaError(f"the rust engine runs on the CPU only, not {config.device!r}")
-        tokenizer = config.tokenizer if config.tokenizer is not None else DEFAULT_TOKENIZER
+        tokenizer = config.tokenizer
+        if tokenizer is None:
+            # as zhllama-rs: ./tokenizer.bin, else the one beside the checkpoint (a run folder)
+            beside = Path(config.checkpoint).parent / DEFAULT_TOKENIZER
+            use_beside = not DEFAULT_TOKENIZER.is_file() and beside.is_file()
+            tokenizer = beside if use_beside else DEFAULT_TOKENIZER
         try:
             self.model = Model(config.checkpoint, tokenizer, config.threads)
         except FileNotFoundError as e:

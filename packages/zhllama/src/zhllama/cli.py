@@ -91,10 +91,16 @@ def plugins() -> None:
 @app.command()
 def sample(
     checkpoint: Annotated[
-        Path, typer.Argument(help="model checkpoint (.bin for rust, .pt for torch)")
+        Path,
+        typer.Argument(
+            metavar="MODEL", help="a llama2c .bin (rust engine) or a ckpt.pt (torch engine)"
+        ),
     ],
     prompt: Annotated[str, typer.Option("-i", "--prompt", help="story beginning")] = "",
-    engine: Annotated[str, typer.Option("--engine", "-e", help="engine component")] = "rust",
+    engine: Annotated[
+        str | None,
+        typer.Option("--engine", "-e", help="engine component (default: by the file: rust, torch)"),
+    ] = None,
     tokenizer: Annotated[
         Path | None, typer.Option("-z", "--tokenizer", help="tokenizer file")
     ] = None,
@@ -115,6 +121,8 @@ def sample(
 
     if not checkpoint.exists():
         raise ZhllamaError(f"{checkpoint}: no such checkpoint")
+    if engine is None:
+        engine = _engine_for(checkpoint)
     eng = get_registry().create(
         "engines", engine, EngineConfig(checkpoint=checkpoint, tokenizer=tokenizer, threads=threads)
     )
@@ -123,6 +131,14 @@ def sample(
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
+
+
+def _engine_for(checkpoint: Path) -> str:
+    """torch for a trainer checkpoint (torch.save writes a zip archive), rust for the rest."""
+    if checkpoint.is_dir():
+        raise ZhllamaError(f"{checkpoint}: a folder; sample takes a .bin or a ckpt.pt file")
+    with open(checkpoint, "rb") as f:
+        return "torch" if f.read(4) == b"PK\x03\x04" else "rust"
 
 
 def _add_package_commands() -> None:
