@@ -54,3 +54,18 @@ _SMALL = {
 def small() -> dict[str, object]:
     """TrainConfig overrides for a tiny fast model (a fresh copy per test)."""
     return dict(_SMALL)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder (ckpt.pt, model.bin, tokenizer files) of a 20-step model on `shards`."""
+    from zhllama_trainer.config import make_config
+    from zhllama_trainer.train import train
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    settings = {"data_dir": shards, "out_dir": out, "dim": 32, "n_layers": 2, "n_heads": 4,
+                "n_kv_heads": 2, "max_seq_len": 64, "batch_size": 8, "max_iters": 20,
+                "eval_interval": 20, "eval_iters": 2, "learning_rate": 5e-3, "warmup_iters": 2,
+                "progress": False, "plot": False, "device": "cpu", "dtype": "float32"}  # fmt: skip
+    train(make_config("tiny", settings))
+    return out

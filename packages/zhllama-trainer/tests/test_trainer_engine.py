@@ -11,9 +11,7 @@ import torch
 from zhllama.cli import main
 from zhllama.engines import EngineConfig, SampleSettings
 from zhllama.registry import get_registry
-from zhllama_trainer.config import make_config
 from zhllama_trainer.sampling import Sampler, XorShiftRng, sample_top_p
-from zhllama_trainer.train import train
 
 
 def test_xorshift_is_run_c_random_u32() -> None:
@@ -41,14 +39,8 @@ def test_temperature_zero_takes_the_first_maximum() -> None:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("engine")
-    settings = {"data_dir": shards, "out_dir": out, "dim": 32, "n_layers": 2, "n_heads": 4,
-                "n_kv_heads": 2, "max_seq_len": 64, "batch_size": 8, "max_iters": 20,
-                "eval_interval": 20, "eval_iters": 2, "learning_rate": 5e-3, "warmup_iters": 2,
-                "progress": False, "plot": False, "device": "cpu", "dtype": "float32"}  # fmt: skip
-    train(make_config("tiny", settings))
-    return out / "ckpt.pt"
+def checkpoint(tiny_run: Path) -> Path:
+    return tiny_run / "ckpt.pt"
 
 
 def test_torch_engine_streams_whole_characters(checkpoint: Path) -> None:

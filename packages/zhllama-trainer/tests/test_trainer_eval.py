@@ -14,20 +14,12 @@ from zhllama.registry import get_registry
 from zhllama_data.pretokenize import PretokenizeOptions, pretokenize
 from zhllama_data.shards import ShardSet
 from zhllama_tokenizer.train import TrainOptions, train_tokenizer
-from zhllama_trainer.config import make_config
 from zhllama_trainer.evaluation import full_windows
-from zhllama_trainer.train import train
 
 
 @pytest.fixture(scope="module")
-def run(shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("eval_run")
-    settings = {"data_dir": shards, "out_dir": out, "dim": 32, "n_layers": 2, "n_heads": 4,
-                "n_kv_heads": 2, "max_seq_len": 64, "batch_size": 8, "max_iters": 10,
-                "eval_interval": 10, "eval_iters": 2, "learning_rate": 5e-3, "warmup_iters": 2,
-                "progress": False, "plot": False, "device": "cpu", "dtype": "float32"}  # fmt: skip
-    train(make_config("tiny", settings))
-    return out
+def run(tiny_run: Path) -> Path:
+    return tiny_run
 
 
 def _eval(capsys, *args) -> tuple[float, str]:
