@@ -89,6 +89,8 @@ pub struct Generator {
     seconds: f64,
     generated: Vec<u32>,
     error: Option<String>,
+    /// Positions whose forward pass already ran, in one batched prefill of the prompt.
+    prefilled: usize,
 }
 
 impl Generator {
@@ -120,6 +122,7 @@ impl Generator {
             seconds: 0.0,
             generated: Vec::new(),
             error: None,
+            prefilled: 0,
         })
     }
 
@@ -191,16 +194,33 @@ impl Generator {
             self.finish();
             return self.step(model);
         }
-        if let Err(e) = model.ensure_position(self.pos) {
-            self.error = Some(e.to_string());
-            self.finish();
-            return self.step(model);
-        }
         let forced = self.pos + 1 < self.tokens.len();
-        let logits = model.forward_unchecked(self.token, self.pos, !forced);
+        if forced && self.pos >= self.prefilled {
+            // The whole prompt (up to `steps`) in one batched pass; its last position's logits
+            // (when the prompt fits) stay in the model for the first sampled token.
+            let end = self.tokens.len().min(self.steps);
+            if let Err(e) = model.prefill_with(
+                &self.tokens[self.pos..end],
+                self.pos,
+                end == self.tokens.len(),
+            ) {
+                self.error = Some(e.to_string());
+                self.finish();
+                return self.step(model);
+            }
+            self.prefilled = end;
+        }
         let next = if forced {
             self.tokens[self.pos + 1]
+        } else if self.pos < self.prefilled {
+            self.sampler.sample(model.prefill_logits())
         } else {
+            if let Err(e) = model.ensure_position(self.pos) {
+                self.error = Some(e.to_string());
+                self.finish();
+                return self.step(model);
+            }
+            let logits = model.forward_unchecked(self.token, self.pos, true);
             self.sampler.sample(logits)
         };
         if !forced {

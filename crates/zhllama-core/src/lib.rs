@@ -27,14 +27,18 @@
 #![warn(missing_docs)]
 
 pub mod attention;
+pub mod batch;
+pub mod batch_kernels;
 pub mod checkpoint;
 pub mod error;
 pub mod generate;
 pub mod kernels;
+mod kv_cache;
 pub mod model;
 pub mod sampler;
 pub mod tokenizer;
 
+pub use batch::{Entry, Slots};
 pub use checkpoint::{choose_group_size, read_config, Config, Quantize, MAGIC};
 pub use error::{Error, Result};
 pub use generate::{chat_prompt, GenerateOptions, Generation, GenerationStats, Generator};
