@@ -1,7 +1,7 @@
 //! The batched forward: one pass of the model over a set of (sequence slot, position, token)
 //! entries — several prompt tokens of one sequence (prefill, causal inside the chunk) and/or
 //! the next token of each of several sequences (decode) — each weight read once for all of
-//! them ([`crate::batch_kernels`]).
+//! them ([`zhllama_kernels::batched`]).
 //!
 //! Every entry is computed exactly as [`Model::forward`] computes one token: the same kernels
 //! sum each output in the same order, so a sequence's logits do not depend on what else is in
@@ -9,12 +9,11 @@
 
 use rayon::prelude::*;
 
-use crate::batch_kernels::{matmul_batch, BatchInput};
 use crate::checkpoint::{Checkpoint, Config};
 use crate::error::{Error, Result};
-use crate::kernels;
 use crate::kv_cache::KvCache;
 use crate::model::Model;
+use zhllama_kernels::{self as kernels, matmul_batch, BatchInput};
 
 /// One token of one sequence in a batched forward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,8 +11,9 @@
 //! - [`Sampler`]: llama2.c's sampler and RNG, so a seed gives the same story.
 //! - [`Generator`] / [`Generation`]: the prompt then sampled tokens, as text pieces, with a
 //!   tokens-per-second report.
-//! - [`attention`]: causal attention forward and backward for CPU training (the trainer's
-//!   small-head fast path, through `zhllama_rs`).
+//! - The SIMD math (matrix × vector products f32 and int8, RMSNorm, attention over the KV
+//!   cache, run-time CPU dispatch) lives in the `zhllama-kernels` crate, which the trainer's CPU
+//!   attention shares.
 //! - [`Error`]: the one error type; nothing a user can feed the engine panics.
 //!
 //! ```no_run
@@ -26,13 +27,10 @@
 
 #![warn(missing_docs)]
 
-pub mod attention;
 pub mod batch;
-pub mod batch_kernels;
 pub mod checkpoint;
 pub mod error;
 pub mod generate;
-pub mod kernels;
 mod kv_cache;
 pub mod model;
 pub mod sampler;

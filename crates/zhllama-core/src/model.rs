@@ -8,9 +8,9 @@ use rayon::prelude::*;
 use crate::checkpoint::{Checkpoint, Config, Quantize};
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, Generation, Generator};
-use crate::kernels::{self, MatRef};
 use crate::kv_cache::KvCache;
 use crate::tokenizer::Tokenizer;
+use zhllama_kernels::{self as kernels, MatRef};
 
 /// Activations and caches of one sequence.
 ///

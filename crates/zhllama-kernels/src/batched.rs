@@ -1,8 +1,8 @@
 //! Matrix × several vectors: the batched forward's products, bit-identical to the one-vector
-//! kernels of [`crate::kernels`].
+//! kernels of [`crate::matmul`].
 //!
 //! Exactness is by construction: every output element `(vector v, row r)` is computed by the
-//! one-vector row kernel itself ([`kernels::f32_rows`] / [`kernels::q8_rows`], with their
+//! one-vector row kernel itself ([`f32_rows`] / [`q8_rows`], with their
 //! run-time AVX2 / AVX-512 VNNI / portable dispatch) on a slice of rows that starts at a
 //! multiple of 4, so each row meets the same code path (the 4-row block or the tail `dot`),
 //! the same lanes, partial sums and final reduction as when the matrix is multiplied by that
@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::{self, MatRef, QuantVec};
+use crate::{f32_rows, q8_rows, MatRef, QuantVec};
 
 /// Several input vectors of one product, `(n, cols)` row-major, and their int8 groups when the
 /// matrices they meet are quantized (quantized once, shared by every row, tile and thread).
@@ -88,7 +88,7 @@ unsafe fn rows_all_vectors(w: &MatRef<'_>, x: &BatchInput<'_>, r0: usize, r1: us
             // prefetches the next tiles as it does for a whole matrix; `o` bounds the rows.
             match *w {
                 MatRef::F32 { w, cols, .. } => {
-                    kernels::f32_rows(&w[t0 * cols..], cols, &x.xs[v * cols..(v + 1) * cols], o)
+                    f32_rows(&w[t0 * cols..], cols, &x.xs[v * cols..(v + 1) * cols], o)
                 }
                 MatRef::Q8 { q, s, cols, gs, .. } => {
                     let ng = cols / gs;
@@ -100,7 +100,7 @@ unsafe fn rows_all_vectors(w: &MatRef<'_>, x: &BatchInput<'_>, r0: usize, r1: us
                             gs,
                         )),
                     };
-                    kernels::q8_rows(&q[t0 * cols..], &s[t0 * ng..], cols, gs, &xq, o)
+                    q8_rows(&q[t0 * cols..], &s[t0 * ng..], cols, gs, &xq, o)
                 }
             }
             // SAFETY: rows t0..t1 of vector v lie inside the output and belong to this task.
@@ -168,7 +168,7 @@ mod tests {
                         .chunks_exact(cols)
                         .flat_map(|x| {
                             let mut o = vec![0.0; rows];
-                            kernels::matmul(&mut o, x, w, 1);
+                            crate::matmul(&mut o, x, w, 1);
                             o
                         })
                         .collect();
@@ -184,7 +184,11 @@ mod tests {
                             .iter()
                             .zip(&got)
                             .all(|(a, b)| a.to_bits() == b.to_bits());
-                        assert!(same, "{rows}x{cols} n {n} threads {threads} {w:?}");
+                        assert!(
+                            same,
+                            "{rows}x{cols} n {n} threads {threads} gs {:?}",
+                            w.group_size()
+                        );
                     }
                 }
             }
