@@ -14,6 +14,9 @@
 //! - The SIMD math (matrix × vector products f32 and int8, RMSNorm, attention over the KV
 //!   cache, run-time CPU dispatch) lives in the `zhllama-kernels` crate, which the trainer's CPU
 //!   attention shares.
+//! - [`Model::forward_batch`] over [`Slots`]: one pass over (slot, position, token) entries,
+//!   prompt chunks and decode tokens of several sequences together, each bit-identical to
+//!   running alone; [`Scheduler`]: requests in, whole-UTF-8 pieces out, on top of it.
 //! - [`Error`]: the one error type; nothing a user can feed the engine panics.
 //!
 //! ```no_run
@@ -34,6 +37,7 @@ pub mod generate;
 mod kv_cache;
 pub mod model;
 pub mod sampler;
+pub mod scheduler;
 pub mod tokenizer;
 
 pub use batch::{Entry, Slots};
@@ -42,4 +46,5 @@ pub use error::{Error, Result};
 pub use generate::{chat_prompt, GenerateOptions, Generation, GenerationStats, Generator};
 pub use model::{default_threads, Model};
 pub use sampler::{Rng, Sampler};
+pub use scheduler::{FinishReason, Finished, RequestId, Scheduler, Update, DEFAULT_STEP_TOKENS};
 pub use tokenizer::{ByteFormat, Tokenizer, Utf8Stream, BOS, EOS, UNK};
