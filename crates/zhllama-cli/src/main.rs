@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
+
+mod batch;
 use zhllama_core::{
     chat_prompt, GenerateOptions, Model, Quantize, Sampler, Tokenizer, Utf8Stream, EOS,
 };
@@ -39,7 +41,13 @@ run ends with one error line and status 1.
 
 --tokenize prints the ids sentencepiece would give (no BOS/EOS), space-separated: for -i's text,
 or else for each NUL-separated record of stdin, one line per record. CHECKPOINT is optional
-then (without it the tokenizer's vocab size is the number of entries in the file).";
+then (without it the tokenizer's vocab size is the number of entries in the file).
+
+--batch-file FILE tells one story per line of FILE (generate mode), --parallel N (default 8) at
+a time, each byte-identical to `-i LINE` with seed -s + line index (-s 0: the clock, then + i).
+stdout gets one JSON line per story, in the file's order: index, prompt, text (the prompt then
+the story, as -i prints it), prompt_tokens (BOS included), generated_tokens, finish_reason
+(eos or length), seed. 'achieved tok/s: X' on stderr counts the generated tokens of all.";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Mode {
@@ -124,6 +132,22 @@ struct Cli {
     /// Print token ids instead of generating (see below)
     #[arg(long = "tokenize")]
     tokenize: bool,
+    /// Tell one story per line of FILE; one JSON line per story on stdout (see below)
+    #[arg(
+        long = "batch-file",
+        value_name = "FILE",
+        conflicts_with_all = ["prompt", "tokenize"]
+    )]
+    batch_file: Option<PathBuf>,
+    /// Stories told at once with --batch-file (one weight pass per step for all of them)
+    #[arg(
+        long = "parallel",
+        value_name = "N",
+        default_value_t = 8,
+        requires = "batch_file",
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    parallel: u16,
 }
 
 fn main() -> ExitCode {
@@ -256,6 +280,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         },
         None => Quantize::None,
     };
+    let prompts = match &cli.batch_file {
+        Some(file) => Some(batch::read_prompts(file)?),
+        None => None,
+    };
     let mut model = Model::load_with(
         &checkpoint,
         Some(&cli.tokenizer),
@@ -263,6 +291,24 @@ fn run(cli: Cli) -> Result<(), Failure> {
         quantize,
     )
     .map_err(|e| load_tokenizer_hint(e, &cli))?;
+    if let Some(prompts) = prompts {
+        if cli.mode == Mode::Chat {
+            return Err("--batch-file tells stories; it does not chat (drop -m chat)".into());
+        }
+        let opts = GenerateOptions {
+            steps,
+            temperature,
+            top_p,
+            seed,
+            stop_at_eos: !cli.no_eos_stop,
+        };
+        let mut out = std::io::stdout().lock();
+        let tps = batch::run(&mut model, &prompts, &opts, cli.parallel as usize, &mut out)?;
+        if let Some(tps) = tps {
+            let _ = writeln!(std::io::stderr(), "achieved tok/s: {tps:.6}");
+        }
+        return Ok(());
+    }
     match cli.mode {
         Mode::Generate => {
             let opts = GenerateOptions {
@@ -332,6 +378,9 @@ fn chat(
     let mut next: u32 = 0;
     let mut pos = 0usize;
     let mut system = String::new();
+    // (first position, end, logits of each) of the turn's prefilled prompt
+    let mut prefill: (usize, usize, Vec<f32>) = (0, 0, Vec::new());
+    let mut new_turn = false;
     while pos < steps {
         if user_turn {
             if pos == 0 {
@@ -354,6 +403,7 @@ fn chat(
             prompt_tokens = tok.encode(&rendered, true, false);
             user_idx = 0;
             user_turn = false;
+            new_turn = true;
             emit(&mut out, b"Assistant: ")?;
         }
         let token = if user_idx < prompt_tokens.len() {
@@ -365,7 +415,22 @@ fn chat(
         if token == EOS {
             user_turn = true;
         }
-        let logits = model.forward(token, pos)?;
+        // A turn's prompt runs in one batched prefill with the logits of every position
+        // (chat samples after each, prompt included, as run.c does); the rest one by one.
+        if std::mem::take(&mut new_turn) {
+            let n = prompt_tokens.len().min(steps - pos);
+            prefill = (
+                pos,
+                pos + n,
+                model.prefill_each(&prompt_tokens[..n], pos)?.to_vec(),
+            );
+        }
+        let logits = if pos < prefill.1 {
+            let (v, i) = (model.vocab_size(), pos - prefill.0);
+            &prefill.2[i * v..(i + 1) * v]
+        } else {
+            model.forward(token, pos)?
+        };
         next = sampler.sample(logits);
         pos += 1;
         if user_idx >= prompt_tokens.len() && next != EOS {

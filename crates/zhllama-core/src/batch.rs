@@ -15,6 +15,17 @@ use crate::kv_cache::KvCache;
 use crate::model::Model;
 use zhllama_kernels::{self as kernels, matmul_batch, BatchInput};
 
+/// Which positions of a prefill get their logits computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Logits {
+    /// None (the prompt is longer than the run: nothing is sampled).
+    None,
+    /// The last position's.
+    Last,
+    /// Every position's.
+    Each,
+}
+
 /// One token of one sequence in a batched forward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -202,18 +213,24 @@ impl Model {
     }
 
     /// Runs `tokens` of the model's own sequence at positions `start..` in one batched pass
-    /// (a prompt's prefill) and returns the last one's logits. The next [`Model::forward`]
-    /// continues at `start + tokens.len()`.
+    /// (a prompt's prefill) and returns the last one's logits, `(V)`. The next
+    /// [`Model::forward`] continues at `start + tokens.len()`.
     pub fn prefill(&mut self, tokens: &[u32], start: usize) -> Result<&[f32]> {
-        self.prefill_with(tokens, start, true)
+        self.prefill_with(tokens, start, Logits::Last)
     }
 
-    /// [`Model::prefill`]; `logits` false skips the classifier (then the result is empty).
+    /// [`Model::prefill`] returning the logits of every position, `(tokens.len(), V)`: what
+    /// feeding the tokens one by one to [`Model::forward`] would have given at each (chat
+    /// samples after every position, prompt included).
+    pub fn prefill_each(&mut self, tokens: &[u32], start: usize) -> Result<&[f32]> {
+        self.prefill_with(tokens, start, Logits::Each)
+    }
+
     pub(crate) fn prefill_with(
         &mut self,
         tokens: &[u32],
         start: usize,
-        logits: bool,
+        want: Logits,
     ) -> Result<&[f32]> {
         let Some(last) = (start + tokens.len()).checked_sub(1) else {
             return Ok(&[]);
@@ -225,7 +242,14 @@ impl Model {
         let items: Vec<(usize, usize, u32, bool)> = tokens
             .iter()
             .enumerate()
-            .map(|(i, &t)| (0, start + i, t, logits && start + i == last))
+            .map(|(i, &t)| {
+                let logits = match want {
+                    Logits::None => false,
+                    Logits::Last => start + i == last,
+                    Logits::Each => true,
+                };
+                (0, start + i, t, logits)
+            })
             .collect();
         let mut kv = std::mem::take(self.own_cache());
         let run = self.run_batch(std::slice::from_mut(&mut kv), &items);

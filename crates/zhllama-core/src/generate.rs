@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use crate::batch::Logits;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::sampler::Sampler;
@@ -199,11 +200,12 @@ impl Generator {
             // The whole prompt (up to `steps`) in one batched pass; its last position's logits
             // (when the prompt fits) stay in the model for the first sampled token.
             let end = self.tokens.len().min(self.steps);
-            if let Err(e) = model.prefill_with(
-                &self.tokens[self.pos..end],
-                self.pos,
-                end == self.tokens.len(),
-            ) {
+            let want = if end == self.tokens.len() {
+                Logits::Last
+            } else {
+                Logits::None
+            };
+            if let Err(e) = model.prefill_with(&self.tokens[self.pos..end], self.pos, want) {
                 self.error = Some(e.to_string());
                 self.finish();
                 return self.step(model);
