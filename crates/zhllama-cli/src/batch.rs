@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use zhllama_core::{GenerateOptions, Model, Scheduler, DEFAULT_STEP_TOKENS};
+use zhllama_core::{batch_seeds, GenerateOptions, Model, Scheduler, DEFAULT_STEP_TOKENS};
 
 /// The prompts of `path`, one per line (`\r\n` or `\n`; an empty line is an empty prompt).
 pub fn read_prompts(path: &Path) -> Result<Vec<String>, String> {
@@ -64,23 +64,15 @@ pub fn run(
     parallel: usize,
     out: &mut impl Write,
 ) -> Result<Option<f64>, super::Failure> {
-    let base = if opts.seed == 0 {
-        zhllama_core::sampler::clock_seed()
-    } else {
-        opts.seed
-    };
+    let seeds = batch_seeds(opts.seed, prompts.len());
     let mut sched = Scheduler::new(model, parallel, DEFAULT_STEP_TOKENS);
-    let mut seeds = Vec::with_capacity(prompts.len());
-    for (i, p) in prompts.iter().enumerate() {
-        // a wrapped seed of 0 would mean "the clock": step over it
-        let seed = base.wrapping_add(i as u64).max(1);
+    for (i, (p, &seed)) in prompts.iter().zip(&seeds).enumerate() {
         let o = GenerateOptions {
             seed,
             ..opts.clone()
         };
         let id = sched.add(model, p, &o)?;
         debug_assert_eq!(id as usize, i, "ids are given in order from 0");
-        seeds.push(seed);
     }
     let mut stories: Vec<Story> = (0..prompts.len())
         .map(|_| Story {

@@ -92,6 +92,8 @@ pub struct Generator {
     error: Option<String>,
     /// Positions whose forward pass already ran, in one batched prefill of the prompt.
     prefilled: usize,
+    /// The prefill's last logits (the first sampled token's).
+    prefill_logits: Vec<f32>,
 }
 
 impl Generator {
@@ -124,6 +126,7 @@ impl Generator {
             generated: Vec::new(),
             error: None,
             prefilled: 0,
+            prefill_logits: Vec::new(),
         })
     }
 
@@ -205,17 +208,21 @@ impl Generator {
             } else {
                 Logits::None
             };
-            if let Err(e) = model.prefill_with(&self.tokens[self.pos..end], self.pos, want) {
-                self.error = Some(e.to_string());
-                self.finish();
-                return self.step(model);
+            match model.prefill_with(&self.tokens[self.pos..end], self.pos, want) {
+                // kept here: another batched pass on the model may run before it is sampled
+                Ok(logits) => self.prefill_logits = logits.to_vec(),
+                Err(e) => {
+                    self.error = Some(e.to_string());
+                    self.finish();
+                    return self.step(model);
+                }
             }
             self.prefilled = end;
         }
         let next = if forced {
             self.tokens[self.pos + 1]
         } else if self.pos < self.prefilled {
-            self.sampler.sample(model.prefill_logits())
+            self.sampler.sample(&self.prefill_logits)
         } else {
             if let Err(e) = model.ensure_position(self.pos) {
                 self.error = Some(e.to_string());

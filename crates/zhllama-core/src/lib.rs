@@ -46,5 +46,7 @@ pub use error::{Error, Result};
 pub use generate::{chat_prompt, GenerateOptions, Generation, GenerationStats, Generator};
 pub use model::{default_threads, Model};
 pub use sampler::{Rng, Sampler};
-pub use scheduler::{FinishReason, Finished, RequestId, Scheduler, Update, DEFAULT_STEP_TOKENS};
+pub use scheduler::{
+    batch_seeds, FinishReason, Finished, RequestId, Scheduler, Update, DEFAULT_STEP_TOKENS,
+};
 pub use tokenizer::{ByteFormat, Tokenizer, Utf8Stream, BOS, EOS, UNK};

@@ -291,11 +291,6 @@ impl Model {
         &self.batch
     }
 
-    /// The logits of the last [`Model::prefill`]'s last position.
-    pub(crate) fn prefill_logits(&self) -> &[f32] {
-        &self.batch.logits
-    }
-
     /// The KV cache of the model's own sequence (the one [`Model::forward`] runs).
     pub(crate) fn own_cache(&mut self) -> &mut KvCache {
         &mut self.state.kv

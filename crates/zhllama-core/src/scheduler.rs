@@ -119,6 +119,18 @@ pub struct Scheduler {
     next_id: RequestId,
 }
 
+/// The seeds of a batch of `n` stories: `seed`, `seed + 1`, … (`seed` 0: one seed from the
+/// clock, then + 1, …), as the CLI's `--batch-file` and Python's `generate_batch` use them.
+pub fn batch_seeds(seed: u64, n: usize) -> Vec<u64> {
+    let base = if seed == 0 {
+        crate::sampler::clock_seed()
+    } else {
+        seed
+    };
+    // a wrapped seed of 0 would mean "the clock" again: step over it
+    (0..n as u64).map(|i| base.wrapping_add(i).max(1)).collect()
+}
+
 /// The default per-step token budget: prompt chunks fill a step up to this many entries.
 pub const DEFAULT_STEP_TOKENS: usize = 128;
 

@@ -20,10 +20,10 @@ use crate::tokenizer::{token_id, PyTokenizer};
 
 /// How often `generate` re-attaches to look for Ctrl-C (between tokens, never inside one).
 /// Per token would also work; this bounds the GIL round trips for tiny, very fast models.
-const SIGNAL_CHECK_EVERY: Duration = Duration::from_millis(10);
+pub(crate) const SIGNAL_CHECK_EVERY: Duration = Duration::from_millis(10);
 
-struct Engine {
-    model: Model,
+pub(crate) struct Engine {
+    pub(crate) model: Model,
     /// Bumped by every run that writes the KV cache.
     epoch: u64,
 }
@@ -41,7 +41,7 @@ pub struct PyModel {
 impl PyModel {
     /// Only ever called with the GIL released. A panic cannot leave the model half-borrowed
     /// (the core does not panic on input), so a poisoned lock is simply taken over.
-    fn lock(&self) -> MutexGuard<'_, Engine> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Engine> {
         self.engine.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -265,6 +265,64 @@ impl PyModel {
             model: slf.clone().unbind(),
             gen,
             epoch,
+        })
+    }
+
+    /// Many stories told together (one weight pass per step for all of them): a list with
+    /// each prompt's story, exactly what `generate(prompt, ..., seed=seed + i)` returns for
+    /// prompt `i` (seed None or 0: one seed from the clock, then + i). `parallel` stories run
+    /// at once; the GIL is released throughout.
+    #[pyo3(
+        signature = (prompts, steps=Int(256), temperature=1.0, top_p=0.9, seed=None, stop_at_eos=true, parallel=8),
+        text_signature = "($self, prompts, steps=256, temperature=1.0, top_p=0.9, seed=None, stop_at_eos=True, parallel=8)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn generate_batch(
+        &self,
+        py: Python<'_>,
+        prompts: Vec<String>,
+        steps: Int<i64>,
+        temperature: f64,
+        top_p: f64,
+        seed: Option<Int<i128>>,
+        stop_at_eos: bool,
+        parallel: usize,
+    ) -> PyResult<Vec<String>> {
+        let opts = options(steps, temperature, top_p, seed, stop_at_eos)?;
+        py.detach(|| {
+            let sched = crate::batch::scheduler(self, &prompts, &opts, parallel)?;
+            crate::batch::run_all(self, sched, prompts.len())
+        })
+    }
+
+    /// `generate_batch` as it happens: an iterator of `(index, piece)` pairs, the pieces of
+    /// story `index` (prompt first, whole UTF-8 characters) in order; joined per index they
+    /// are `generate_batch`'s stories.
+    #[pyo3(
+        signature = (prompts, steps=Int(256), temperature=1.0, top_p=0.9, seed=None, stop_at_eos=true, parallel=8),
+        text_signature = "($self, prompts, steps=256, temperature=1.0, top_p=0.9, seed=None, stop_at_eos=True, parallel=8)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn stream_batch(
+        slf: &Bound<'_, Self>,
+        prompts: Vec<String>,
+        steps: Int<i64>,
+        temperature: f64,
+        top_p: f64,
+        seed: Option<Int<i128>>,
+        stop_at_eos: bool,
+        parallel: usize,
+    ) -> PyResult<crate::batch::PyBatchStream> {
+        let opts = options(steps, temperature, top_p, seed, stop_at_eos)?;
+        let this = slf.get();
+        let sched = slf
+            .py()
+            .detach(|| crate::batch::scheduler(this, &prompts, &opts, parallel))?;
+        Ok(crate::batch::PyBatchStream {
+            model: slf.clone().unbind(),
+            sched,
+            ready: Default::default(),
+            finish_reasons: vec![None; prompts.len()],
         })
     }
 
