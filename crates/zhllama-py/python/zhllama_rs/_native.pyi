@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 __all__ = [
     "BOS",
+    "Chat",
     "EOS",
     "Model",
     "Stream",
@@ -35,6 +36,16 @@ class Tokenizer:
     def eos_id(self) -> int: ...
     def encode(self, text: str, bos: bool = True, eos: bool = False) -> list[int]: ...
     def decode(self, ids: Iterable[int]) -> str: ...
+
+@final
+class Chat:
+    def say(self, user: str, system: str | None = None) -> str: ...
+    @property
+    def positions(self) -> int: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def full(self) -> bool: ...
 
 @final
 class Stream:
@@ -109,6 +120,13 @@ class Model:
         seed: int | None = None,
         stop_at_eos: bool = True,
     ) -> Stream: ...
+    def chat(
+        self,
+        steps: int = 256,
+        temperature: float = 1.0,
+        top_p: float = 0.9,
+        seed: int | None = None,
+    ) -> Chat: ...
     def forward(self, token: int, pos: int) -> npt.NDArray[np.float32]: ...
     def reset(self) -> None: ...
 
