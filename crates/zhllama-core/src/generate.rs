@@ -26,6 +26,33 @@ pub struct GenerateOptions {
     pub stop_at_eos: bool,
 }
 
+impl GenerateOptions {
+    /// The options from a user's raw values, by the rules the CLI and the Python API share,
+    /// so that the same values give the same story: NaN is refused, steps below 0 mean 0 (the
+    /// whole context), temperature and top-p narrow from double to float like run.c's `atof`,
+    /// and the seed wraps to 64 bits like run.c's unsigned seed (0 means the clock).
+    pub fn from_args(
+        steps: i64,
+        temperature: f64,
+        top_p: f64,
+        seed: i128,
+        stop_at_eos: bool,
+    ) -> Result<GenerateOptions> {
+        if temperature.is_nan() || top_p.is_nan() {
+            return Err(Error::bad_arg(
+                "temperature (-t) and top-p (-p) must be numbers, not NaN",
+            ));
+        }
+        Ok(GenerateOptions {
+            steps: steps.max(0) as usize,
+            temperature: temperature as f32,
+            top_p: top_p as f32,
+            seed: seed as u64,
+            stop_at_eos,
+        })
+    }
+}
+
 impl Default for GenerateOptions {
     fn default() -> Self {
         GenerateOptions {
@@ -260,6 +287,16 @@ impl Generator {
     }
 }
 
+impl Model {
+    /// Starts generating text after `prompt` (see [`Generator`] for the rules). Needs a
+    /// tokenizer. Iterate the result for text pieces.
+    pub fn generate(&mut self, prompt: &str, opts: &GenerateOptions) -> Result<Generation<'_>> {
+        let gen = Generator::new(self, prompt, opts)?;
+        self.reserve(gen.steps())?;
+        Ok(Generation::new(self, gen))
+    }
+}
+
 /// A generation borrowing its model: an iterator of non-empty text pieces, each made of whole
 /// UTF-8 characters. Stop early by simply not calling `next` again (dropping it).
 pub struct Generation<'a> {
@@ -268,7 +305,7 @@ pub struct Generation<'a> {
 }
 
 impl<'a> Generation<'a> {
-    pub(crate) fn new(model: &'a mut Model, gen: Generator) -> Self {
+    fn new(model: &'a mut Model, gen: Generator) -> Self {
         Generation { model, gen }
     }
 
@@ -293,15 +330,5 @@ impl Iterator for Generation<'_> {
 
     fn next(&mut self) -> Option<String> {
         self.gen.next_piece(self.model)
-    }
-}
-
-/// Renders one turn of the Llama-2 chat template as run.c does: with a system prompt
-/// (`Some`, non-empty, and only on the first turn) `"[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST]"`,
-/// otherwise `"[INST] {user} [/INST]"`.
-pub fn chat_prompt(system: Option<&str>, user: &str) -> String {
-    match system {
-        Some(s) if !s.is_empty() => format!("[INST] <<SYS>>\n{s}\n<</SYS>>\n\n{user} [/INST]"),
-        _ => format!("[INST] {user} [/INST]"),
     }
 }

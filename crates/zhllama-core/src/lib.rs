@@ -10,7 +10,10 @@
 //!   sentencepiece-exact, [`Tokenizer::decode`] and [`Utf8Stream`] give whole UTF-8 characters.
 //! - [`Sampler`]: llama2.c's sampler and RNG, so a seed gives the same story.
 //! - [`Generator`] / [`Generation`]: the prompt then sampled tokens, as text pieces, with a
-//!   tokens-per-second report.
+//!   tokens-per-second report; [`GenerateOptions::from_args`] turns a user's raw values into
+//!   options by the rules the CLI and Python share.
+//! - [`Chat`]: run.c's chat (the `[INST]` template, [`chat_prompt`], and the turn loop) as a
+//!   state machine without I/O, for the CLI, Python and a server alike.
 //! - The SIMD math (matrix × vector products f32 and int8, RMSNorm, attention over the KV
 //!   cache, run-time CPU dispatch) lives in the `zhllama-kernels` crate, which the trainer's CPU
 //!   attention shares.
@@ -31,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod chat;
 pub mod checkpoint;
 pub mod error;
 pub mod generate;
@@ -41,9 +45,10 @@ pub mod scheduler;
 pub mod tokenizer;
 
 pub use batch::{Entry, Slots};
+pub use chat::{chat_prompt, Chat};
 pub use checkpoint::{choose_group_size, read_config, Config, Quantize, MAGIC};
 pub use error::{Error, Result};
-pub use generate::{chat_prompt, GenerateOptions, Generation, GenerationStats, Generator};
+pub use generate::{GenerateOptions, Generation, GenerationStats, Generator};
 pub use model::{default_threads, Model};
 pub use sampler::{Rng, Sampler};
 pub use scheduler::{

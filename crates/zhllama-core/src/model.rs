@@ -7,7 +7,6 @@ use rayon::prelude::*;
 
 use crate::checkpoint::{Checkpoint, Config, Quantize};
 use crate::error::{Error, Result};
-use crate::generate::{GenerateOptions, Generation, Generator};
 use crate::kv_cache::KvCache;
 use crate::tokenizer::Tokenizer;
 use zhllama_kernels::{self as kernels, MatRef};
@@ -336,14 +335,6 @@ impl Model {
             pool.install(|| forward(ckpt, state, token as usize, pos, logits, threads));
         }
         &self.state.logits
-    }
-
-    /// Starts generating text after `prompt` (see [`Generator`] for the rules). Needs a
-    /// tokenizer. Iterate the result for text pieces.
-    pub fn generate(&mut self, prompt: &str, opts: &GenerateOptions) -> Result<Generation<'_>> {
-        let gen = Generator::new(self, prompt, opts)?;
-        self.reserve(gen.steps())?;
-        Ok(Generation::new(self, gen))
     }
 }
 

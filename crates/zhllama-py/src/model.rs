@@ -15,6 +15,7 @@ use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use zhllama_core::{Config, GenerateOptions, Generator, Model, Quantize};
 
+use crate::chat::PyChat;
 use crate::errors::{bad_arg, stream_invalidated, to_py, Int};
 use crate::tokenizer::{token_id, PyTokenizer};
 
@@ -25,7 +26,7 @@ pub(crate) const SIGNAL_CHECK_EVERY: Duration = Duration::from_millis(10);
 pub(crate) struct Engine {
     pub(crate) model: Model,
     /// Bumped by every run that writes the KV cache.
-    epoch: u64,
+    pub(crate) epoch: u64,
 }
 
 /// A loaded llama2.c checkpoint with its own KV cache and thread pool.
@@ -46,27 +47,17 @@ impl PyModel {
     }
 }
 
-/// The CLI's argument rules, so the same values give the same story: NaN is refused, steps
-/// below 0 mean 0 (the whole context), temperature and top-p narrow from double to float like
-/// `atof`, the seed wraps to 64 bits like run.c's unsigned seed, and `None` (or 0) means the clock.
-fn options(
+/// The CLI's argument rules ([`GenerateOptions::from_args`]), so the same values give the same
+/// story; `seed=None` means the clock, like the CLI's 0.
+pub(crate) fn options(
     Int(steps): Int<i64>,
     temperature: f64,
     top_p: f64,
     seed: Option<Int<i128>>,
     stop_at_eos: bool,
 ) -> PyResult<GenerateOptions> {
-    let seed = seed.map(|Int(s)| s);
-    if temperature.is_nan() || top_p.is_nan() {
-        return Err(bad_arg("temperature and top_p must be numbers, not NaN"));
-    }
-    Ok(GenerateOptions {
-        steps: steps.max(0) as usize,
-        temperature: temperature as f32,
-        top_p: top_p as f32,
-        seed: seed.unwrap_or(0) as u64,
-        stop_at_eos,
-    })
+    let seed = seed.map_or(0, |Int(s)| s);
+    GenerateOptions::from_args(steps, temperature, top_p, seed, stop_at_eos).map_err(to_py)
 }
 
 #[pymethods]
@@ -268,6 +259,32 @@ impl PyModel {
         })
     }
 
+    /// A conversation in the Llama-2 chat template, run.c's turn loop (the CLI's `-m chat`):
+    /// `chat.say(user, system=None)` returns each reply. At most `steps` positions over the
+    /// whole conversation (0: the context). The story models were not trained on the template.
+    #[pyo3(
+        signature = (steps=Int(256), temperature=1.0, top_p=0.9, seed=None),
+        text_signature = "($self, steps=256, temperature=1.0, top_p=0.9, seed=None)"
+    )]
+    fn chat(
+        slf: &Bound<'_, Self>,
+        steps: Int<i64>,
+        temperature: f64,
+        top_p: f64,
+        seed: Option<Int<i128>>,
+    ) -> PyResult<PyChat> {
+        let opts = options(steps, temperature, top_p, seed, true)?;
+        let this = slf.get();
+        let (chat, epoch) = slf.py().detach(|| {
+            let mut guard = this.lock();
+            let eng = &mut *guard;
+            eng.epoch += 1;
+            let chat = zhllama_core::Chat::new(&mut eng.model, &opts).map_err(to_py)?;
+            Ok::<_, PyErr>((chat, eng.epoch))
+        })?;
+        Ok(PyChat::new(slf.clone().unbind(), chat, epoch))
+    }
+
     /// Many stories told together (one weight pass per step for all of them): a list with
     /// each prompt's story, exactly what `generate(prompt, ..., seed=seed + i)` returns for
     /// prompt `i` (seed None or 0: one seed from the clock, then + i). `parallel` stories run
@@ -406,7 +423,7 @@ impl PyStream {
             let mut guard = model.lock();
             let eng = &mut *guard;
             if eng.epoch != epoch {
-                return Err(stream_invalidated());
+                return Err(stream_invalidated("stream"));
             }
             Ok(gen.next_piece(&mut eng.model))
         })

@@ -11,6 +11,7 @@ import numpy.typing as npt
 __all__ = [
     "BOS",
     "BatchStream",
+    "Chat",
     "EOS",
     "Model",
     "Stream",
@@ -43,6 +44,16 @@ class BatchStream:
     def __next__(self) -> tuple[int, str]: ...
     @property
     def finish_reasons(self) -> list[Literal["eos", "length"] | None]: ...
+
+@final
+class Chat:
+    def say(self, user: str, system: str | None = None) -> str: ...
+    @property
+    def positions(self) -> int: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def full(self) -> bool: ...
 
 @final
 class Stream:
@@ -137,6 +148,13 @@ class Model:
         stop_at_eos: bool = True,
         parallel: int = 8,
     ) -> BatchStream: ...
+    def chat(
+        self,
+        steps: int = 256,
+        temperature: float = 1.0,
+        top_p: float = 0.9,
+        seed: int | None = None,
+    ) -> Chat: ...
     def forward(self, token: int, pos: int) -> npt.NDArray[np.float32]: ...
     def reset(self) -> None: ...
 
