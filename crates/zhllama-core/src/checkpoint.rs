@@ -14,7 +14,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::kernels::MatRef;
+use zhllama_kernels::MatRef;
 
 #[cfg(target_endian = "big")]
 compile_error!(
@@ -706,7 +706,7 @@ impl Checkpoint {
             let q = unsafe { std::slice::from_raw_parts_mut(q.as_mut_ptr().cast::<i8>(), q.len()) };
             scales.clear();
             scales.resize(vals.len() / gs, 0.0f32);
-            crate::kernels::quantize_groups(vals, gs, q, &mut scales, f32::round_ties_even);
+            zhllama_kernels::quantize_groups(vals, gs, q, &mut scales, f32::round_ties_even);
             at += vals.len();
             for sc in &scales {
                 img[at..at + 4].copy_from_slice(&sc.to_le_bytes());

@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use crate::batch::Logits;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::sampler::Sampler;
@@ -23,6 +24,33 @@ pub struct GenerateOptions {
     /// Stop when EOS is sampled (default true). Generation always stops at BOS, as run.c does;
     /// with this off, EOS is printed as its stored text, as run.c does.
     pub stop_at_eos: bool,
+}
+
+impl GenerateOptions {
+    /// The options from a user's raw values, by the rules the CLI and the Python API share,
+    /// so that the same values give the same story: NaN is refused, steps below 0 mean 0 (the
+    /// whole context), temperature and top-p narrow from double to float like run.c's `atof`,
+    /// and the seed wraps to 64 bits like run.c's unsigned seed (0 means the clock).
+    pub fn from_args(
+        steps: i64,
+        temperature: f64,
+        top_p: f64,
+        seed: i128,
+        stop_at_eos: bool,
+    ) -> Result<GenerateOptions> {
+        if temperature.is_nan() || top_p.is_nan() {
+            return Err(Error::bad_arg(
+                "temperature (-t) and top-p (-p) must be numbers, not NaN",
+            ));
+        }
+        Ok(GenerateOptions {
+            steps: steps.max(0) as usize,
+            temperature: temperature as f32,
+            top_p: top_p as f32,
+            seed: seed as u64,
+            stop_at_eos,
+        })
+    }
 }
 
 impl Default for GenerateOptions {
@@ -89,6 +117,10 @@ pub struct Generator {
     seconds: f64,
     generated: Vec<u32>,
     error: Option<String>,
+    /// Positions whose forward pass already ran, in one batched prefill of the prompt.
+    prefilled: usize,
+    /// The prefill's last logits (the first sampled token's).
+    prefill_logits: Vec<f32>,
 }
 
 impl Generator {
@@ -120,6 +152,8 @@ impl Generator {
             seconds: 0.0,
             generated: Vec::new(),
             error: None,
+            prefilled: 0,
+            prefill_logits: Vec::new(),
         })
     }
 
@@ -191,16 +225,38 @@ impl Generator {
             self.finish();
             return self.step(model);
         }
-        if let Err(e) = model.ensure_position(self.pos) {
-            self.error = Some(e.to_string());
-            self.finish();
-            return self.step(model);
-        }
         let forced = self.pos + 1 < self.tokens.len();
-        let logits = model.forward_unchecked(self.token, self.pos, !forced);
+        if forced && self.pos >= self.prefilled {
+            // The whole prompt (up to `steps`) in one batched pass; its last position's logits
+            // (when the prompt fits) stay in the model for the first sampled token.
+            let end = self.tokens.len().min(self.steps);
+            let want = if end == self.tokens.len() {
+                Logits::Last
+            } else {
+                Logits::None
+            };
+            match model.prefill_with(&self.tokens[self.pos..end], self.pos, want) {
+                // kept here: another batched pass on the model may run before it is sampled
+                Ok(logits) => self.prefill_logits = logits.to_vec(),
+                Err(e) => {
+                    self.error = Some(e.to_string());
+                    self.finish();
+                    return self.step(model);
+                }
+            }
+            self.prefilled = end;
+        }
         let next = if forced {
             self.tokens[self.pos + 1]
+        } else if self.pos < self.prefilled {
+            self.sampler.sample(&self.prefill_logits)
         } else {
+            if let Err(e) = model.ensure_position(self.pos) {
+                self.error = Some(e.to_string());
+                self.finish();
+                return self.step(model);
+            }
+            let logits = model.forward_unchecked(self.token, self.pos, true);
             self.sampler.sample(logits)
         };
         if !forced {
@@ -231,6 +287,16 @@ impl Generator {
     }
 }
 
+impl Model {
+    /// Starts generating text after `prompt` (see [`Generator`] for the rules). Needs a
+    /// tokenizer. Iterate the result for text pieces.
+    pub fn generate(&mut self, prompt: &str, opts: &GenerateOptions) -> Result<Generation<'_>> {
+        let gen = Generator::new(self, prompt, opts)?;
+        self.reserve(gen.steps())?;
+        Ok(Generation::new(self, gen))
+    }
+}
+
 /// A generation borrowing its model: an iterator of non-empty text pieces, each made of whole
 /// UTF-8 characters. Stop early by simply not calling `next` again (dropping it).
 pub struct Generation<'a> {
@@ -239,7 +305,7 @@ pub struct Generation<'a> {
 }
 
 impl<'a> Generation<'a> {
-    pub(crate) fn new(model: &'a mut Model, gen: Generator) -> Self {
+    fn new(model: &'a mut Model, gen: Generator) -> Self {
         Generation { model, gen }
     }
 
@@ -264,15 +330,5 @@ impl Iterator for Generation<'_> {
 
     fn next(&mut self) -> Option<String> {
         self.gen.next_piece(self.model)
-    }
-}
-
-/// Renders one turn of the Llama-2 chat template as run.c does: with a system prompt
-/// (`Some`, non-empty, and only on the first turn) `"[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST]"`,
-/// otherwise `"[INST] {user} [/INST]"`.
-pub fn chat_prompt(system: Option<&str>, user: &str) -> String {
-    match system {
-        Some(s) if !s.is_empty() => format!("[INST] <<SYS>>\n{s}\n<</SYS>>\n\n{user} [/INST]"),
-        _ => format!("[INST] {user} [/INST]"),
     }
 }

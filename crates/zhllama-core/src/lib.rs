@@ -11,9 +11,16 @@
 //! - [`Model::score`]: log-probabilities of a token sequence (evaluation, comparing texts).
 //! - [`Sampler`]: llama2.c's sampler and RNG, so a seed gives the same story.
 //! - [`Generator`] / [`Generation`]: the prompt then sampled tokens, as text pieces, with a
-//!   tokens-per-second report.
-//! - [`attention`]: causal attention forward and backward for CPU training (the trainer's
-//!   small-head fast path, through `zhllama_rs`).
+//!   tokens-per-second report; [`GenerateOptions::from_args`] turns a user's raw values into
+//!   options by the rules the CLI and Python share.
+//! - [`Chat`]: run.c's chat (the `[INST]` template, [`chat_prompt`], and the turn loop) as a
+//!   state machine without I/O, for the CLI, Python and a server alike.
+//! - The SIMD math (matrix × vector products f32 and int8, RMSNorm, attention over the KV
+//!   cache, run-time CPU dispatch) lives in the `zhllama-kernels` crate, which the trainer's CPU
+//!   attention shares.
+//! - [`Model::forward_batch`] over [`Slots`]: one pass over (slot, position, token) entries,
+//!   prompt chunks and decode tokens of several sequences together, each bit-identical to
+//!   running alone; [`Scheduler`]: requests in, whole-UTF-8 pieces out, on top of it.
 //! - [`Error`]: the one error type; nothing a user can feed the engine panics.
 //!
 //! ```no_run
@@ -27,19 +34,26 @@
 
 #![warn(missing_docs)]
 
-pub mod attention;
+pub mod batch;
+pub mod chat;
 pub mod checkpoint;
 pub mod error;
 pub mod generate;
-pub mod kernels;
+mod kv_cache;
 pub mod model;
 pub mod sampler;
+pub mod scheduler;
 mod score;
 pub mod tokenizer;
 
+pub use batch::{Entry, Slots};
+pub use chat::{chat_prompt, Chat};
 pub use checkpoint::{choose_group_size, read_config, Config, Quantize, MAGIC};
 pub use error::{Error, Result};
-pub use generate::{chat_prompt, GenerateOptions, Generation, GenerationStats, Generator};
+pub use generate::{GenerateOptions, Generation, GenerationStats, Generator};
 pub use model::{default_threads, Model};
 pub use sampler::{Rng, Sampler};
+pub use scheduler::{
+    batch_seeds, FinishReason, Finished, RequestId, Scheduler, Update, DEFAULT_STEP_TOKENS,
+};
 pub use tokenizer::{ByteFormat, Tokenizer, Utf8Stream, BOS, EOS, UNK};

@@ -7,9 +7,9 @@ use rayon::prelude::*;
 
 use crate::checkpoint::{Checkpoint, Config, Quantize};
 use crate::error::{Error, Result};
-use crate::generate::{GenerateOptions, Generation, Generator};
-use crate::kernels::{self, MatRef};
+use crate::kv_cache::KvCache;
 use crate::tokenizer::Tokenizer;
+use zhllama_kernels::{self as kernels, MatRef};
 
 /// Activations and caches of one sequence.
 ///
@@ -17,16 +17,15 @@ use crate::tokenizer::Tokenizer;
 /// a header may claim a context of a million positions that no run will use, so the cache
 /// grows (fallibly, see [`RunState::reserve`]) to what a run asks for, never beyond `seq_len`.
 struct RunState {
-    x: Vec<f32>,                // (d) the residual stream
-    xb: Vec<f32>,               // (d) normed input / attention output
-    xb2: Vec<f32>,              // (d) projection output
-    hb: Vec<f32>,               // (h) FFN hidden
-    hb2: Vec<f32>,              // (h) FFN scratch
-    q: Vec<f32>,                // (d) queries
-    att: Vec<f32>,              // (H, positions) attention scores
-    logits: Vec<f32>,           // (V)
-    key_cache: Vec<Vec<f32>>,   // L × (positions, kvd)
-    value_cache: Vec<Vec<f32>>, // L × (positions, kvd)
+    x: Vec<f32>,      // (d) the residual stream
+    xb: Vec<f32>,     // (d) normed input / attention output
+    xb2: Vec<f32>,    // (d) projection output
+    hb: Vec<f32>,     // (h) FFN hidden
+    hb2: Vec<f32>,    // (h) FFN scratch
+    q: Vec<f32>,      // (d) queries
+    att: Vec<f32>,    // (H, positions) attention scores
+    logits: Vec<f32>, // (V)
+    kv: KvCache,      // (L, positions, kvd) keys and values
     positions: usize,
 }
 
@@ -41,23 +40,20 @@ impl RunState {
             q: vec![0.0; c.dim],
             att: Vec::new(),
             logits: vec![0.0; c.vocab_size],
-            key_cache: vec![Vec::new(); c.n_layers],
-            value_cache: vec![Vec::new(); c.n_layers],
+            kv: KvCache::new(c),
             positions: 0,
         }
     }
 
     /// Grows the cache to hold `positions` positions (already capped at `seq_len`). Every
     /// allocation is fallible: when memory runs out the error says how much the cache needed,
-    /// and the state is left as it was (a cache longer than `positions` in some layers is
-    /// harmless: only positions below `self.positions` are ever read).
+    /// and the state is left as it was (a longer attention buffer is harmless).
     fn reserve(&mut self, c: &Config, positions: usize) -> Result<()> {
         if positions <= self.positions {
             return Ok(());
         }
-        let kvd = c.kv_dim();
         let bytes = 4
-            * (2 * c.n_layers as u64 * positions as u64 * kvd as u64
+            * (2 * c.n_layers as u64 * positions as u64 * c.kv_dim() as u64
                 + c.n_heads as u64 * positions as u64);
         let oom = || Error::OutOfMemory {
             bytes,
@@ -69,9 +65,7 @@ impl RunState {
             v.resize(n, 0.0);
             Ok(())
         };
-        for layer in self.key_cache.iter_mut().chain(self.value_cache.iter_mut()) {
-            grow(layer, positions * kvd)?;
-        }
+        self.kv.reserve(positions).map_err(|_| oom())?;
         grow(&mut self.att, c.n_heads * positions)?;
         self.positions = positions;
         Ok(())
@@ -97,6 +91,7 @@ pub struct Model {
     threads: usize,
     tokenizer: Option<Tokenizer>,
     path: PathBuf,
+    batch: crate::batch::Scratch,
 }
 
 /// The default thread count: the number of physical cores.
@@ -162,6 +157,7 @@ impl Model {
             threads,
             tokenizer,
             path: path.to_path_buf(),
+            batch: Default::default(),
         })
     }
 
@@ -277,6 +273,32 @@ impl Model {
         Ok(&self.state.logits)
     }
 
+    /// What the batched forward needs of the model, borrowed apart.
+    pub(crate) fn batch_parts(
+        &mut self,
+    ) -> (
+        &Checkpoint,
+        &mut crate::batch::Scratch,
+        &rayon::ThreadPool,
+        usize,
+    ) {
+        (&self.ckpt, &mut self.batch, &self.pool, self.threads)
+    }
+
+    /// The batched forward's activations (its logits).
+    pub(crate) fn batch_scratch(&self) -> &crate::batch::Scratch {
+        &self.batch
+    }
+
+    /// The KV cache of the model's own sequence (the one [`Model::forward`] runs).
+    pub(crate) fn own_cache(&mut self) -> &mut KvCache {
+        &mut self.state.kv
+    }
+
+    pub(crate) fn check_entry(&self, token: u32, pos: usize) -> Result<()> {
+        self.check(token, pos)
+    }
+
     fn check(&self, token: u32, pos: usize) -> Result<()> {
         let c = self.config();
         if token as usize >= c.vocab_size {
@@ -314,14 +336,6 @@ impl Model {
         }
         &self.state.logits
     }
-
-    /// Starts generating text after `prompt` (see [`Generator`] for the rules). Needs a
-    /// tokenizer. Iterate the result for text pieces.
-    pub fn generate(&mut self, prompt: &str, opts: &GenerateOptions) -> Result<Generation<'_>> {
-        let gen = Generator::new(self, prompt, opts)?;
-        self.reserve(gen.steps())?;
-        Ok(Generation::new(self, gen))
-    }
 }
 
 /// From this many multiply-adds of attention scores, `(pos + 1) · dim`, one position's heads run
@@ -355,13 +369,7 @@ fn forward(
 
     // RoPE rotation for this position: one (cos, sin) per pair within a head, the same for
     // every head (run.c computes it per element; the values are identical).
-    let rope: Vec<(f32, f32)> = (0..hs / 2)
-        .map(|j| {
-            let freq = 1.0f32 / 10000.0f32.powf((2 * j) as f32 / hs as f32);
-            let val = pos as f32 * freq;
-            (val.cos(), val.sin())
-        })
-        .collect();
+    let rope = crate::batch::rope_table(pos, hs);
 
     for l in 0..c.n_layers {
         // ---- attention block ----
@@ -369,17 +377,15 @@ fn forward(
         kernels::rmsnorm(&mut s.xb, &s.x, st.slice(&w.rms_att[l]));
 
         // q = wq·xb (d); k, v = wk·xb, wv·xb (kvd each), written straight into the cache
-        let off = pos * kvd;
         {
-            let k = &mut s.key_cache[l][off..off + kvd];
-            let v = &mut s.value_cache[l][off..off + kvd];
+            let (k, v) = s.kv.at_mut(l, pos);
             let mats = [st.mat(&w.wq[l]), st.mat(&w.wk[l]), st.mat(&w.wv[l])];
             kernels::matmul_many(&mut [&mut s.q[..], k, v], &s.xb, &mats, threads);
         }
 
         // RoPE on adjacent pairs (x[2i], x[2i+1]) of every q head and every k head
         {
-            let k = &mut s.key_cache[l][off..off + kvd];
+            let (k, _) = s.kv.at_mut(l, pos);
             for (i, pair) in s.q.chunks_exact_mut(2).enumerate() {
                 let (fcr, fci) = rope[i % (hs / 2)];
                 let (v0, v1) = (pair[0], pair[1]);
@@ -396,8 +402,7 @@ fn forward(
 
         // causal attention, per head h (kv head h / kv_mul):           xb (d)
         {
-            let layer_k = &s.key_cache[l][..];
-            let layer_v = &s.value_cache[l][..];
+            let (layer_k, layer_v) = (s.kv.keys(l), s.kv.values(l));
             let q = &s.q;
             // att = softmax(q_h · k_t / sqrt(hs)) over t <= pos; out = Σ_t att[t] · v_t
             let head = |h: usize, out: &mut [f32], att: &mut [f32]| {

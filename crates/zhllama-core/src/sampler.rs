@@ -104,7 +104,7 @@ impl Sampler {
         self.probs.clear();
         self.probs
             .extend(logits.iter().map(|&l| l / self.temperature));
-        crate::kernels::softmax(&mut self.probs);
+        zhllama_kernels::softmax(&mut self.probs);
         let coin = self.rng.next_f32();
         if self.top_p <= 0.0 || self.top_p >= 1.0 {
             let mut cdf = 0.0f32;

@@ -1,9 +1,8 @@
 //! The `zhllama-rs` command inside the extension.
 //!
 //! The wheel's `zhllama-rs` console script (`zhllama_rs.__main__:main`) calls [`run_cli`]. The
-//! command's code is crates/zhllama-cli/src/main.rs itself, compiled in as a module, so the
-//! Python command and the Rust binary cannot drift apart: same parser, same output, same exit
-//! codes. (One abi3 wheel holds one extension module; maturin cannot also ship a separately
+//! command's code is the zhllama-cli library, the one the Rust binary runs, so the Python
+//! command and the binary cannot drift apart: same parser, same output, same exit codes. (One abi3 wheel holds one extension module; maturin cannot also ship a separately
 //! built binary from the same crate, and a console script needs no second artifact.)
 
 use std::ffi::OsString;
@@ -11,16 +10,12 @@ use std::io::Write;
 
 use pyo3::prelude::*;
 
-#[allow(dead_code)] // its `fn main` is the binary's entry point, unused here
-#[path = "../../zhllama-cli/src/main.rs"]
-mod app;
-
 /// Runs `zhllama-rs` with `argv` (program name first) and returns its exit status. The GIL is
 /// released throughout; stdout and stderr are the process's own file descriptors.
 #[pyfunction]
 pub fn run_cli(py: Python<'_>, argv: Vec<OsString>) -> u8 {
     py.detach(|| {
-        let code = app::main_with_args(argv);
+        let code = zhllama_cli::main_with_args(argv);
         let _ = std::io::stdout().flush();
         code
     })

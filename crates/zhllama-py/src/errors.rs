@@ -8,7 +8,7 @@
 //! | `Error::OutOfMemory`          | `MemoryError`       |
 //! | a bad argument of the binding | `ValueError`        |
 //! | an int too big for its argument | `ValueError`      |
-//! | a stream whose model moved on | `RuntimeError`      |
+//! | a stream or chat whose model moved on | `RuntimeError` |
 //!
 //! The core returns every malformed input as an `Error` value, and the binding checks what it
 //! narrows (negative ids, huge counts) itself, so no input reaches a panic (a `PanicException`).
@@ -55,13 +55,13 @@ pub(crate) fn bad_arg(msg: impl Into<String>) -> PyErr {
     PyValueError::new_err(msg.into())
 }
 
-/// A stream was advanced after its model ran something else (another stream, `generate`,
-/// `forward` or `reset`), which overwrote the KV cache the stream depends on.
-pub(crate) fn stream_invalidated() -> PyErr {
-    PyRuntimeError::new_err(
-        "this stream's model has run something else since (generate, stream, forward or reset); \
-         start a new stream",
-    )
+/// A `what` (stream or chat) was advanced after its model ran something else (another stream
+/// or chat, `generate`, `forward` or `reset`), which overwrote the KV cache it depends on.
+pub(crate) fn stream_invalidated(what: &str) -> PyErr {
+    PyRuntimeError::new_err(format!(
+        "this {what}'s model has run something else since (generate, stream, chat, forward or \
+         reset); start a new {what}"
+    ))
 }
 
 /// An integer argument. Extracting a plain `i64` raises `OverflowError` for an int beyond its

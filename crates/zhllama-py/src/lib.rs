@@ -1,11 +1,16 @@
 //! `zhllama_rs._native`: the zhllama engine (crates/zhllama-core) as a Python module.
 //!
-//! A thin mirror: `Model` and `Stream` (model.rs), `Tokenizer` (tokenizer.rs), the `zhllama-rs`
-//! command (cli.rs), the trainer's CPU attention kernels (ops.rs), and the one place where core errors become Python exceptions (errors.rs).
+//! A thin mirror: `Model` and `Stream` (model.rs), `Chat` (chat.rs),
+//! `Model.generate_batch` / `BatchStream` (batch.rs), `Tokenizer` (tokenizer.rs),
+//! the `zhllama-rs` command (cli.rs, the zhllama-cli library), the trainer's CPU attention
+//! kernels (ops.rs, from zhllama-kernels), and the one place where core errors become Python
+//! exceptions (errors.rs).
 //! The Python facade is python/zhllama_rs/__init__.py, with typed stubs beside it.
 
 use pyo3::prelude::*;
 
+mod batch;
+mod chat;
 mod cli;
 mod errors;
 mod model;
@@ -16,6 +21,8 @@ mod tokenizer;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::PyModel>()?;
     m.add_class::<model::PyStream>()?;
+    m.add_class::<batch::PyBatchStream>()?;
+    m.add_class::<chat::PyChat>()?;
     m.add_class::<tokenizer::PyTokenizer>()?;
     m.add_function(wrap_pyfunction!(cli::run_cli, m)?)?;
     m.add_function(wrap_pyfunction!(ops::causal_attention_forward_f32, m)?)?;

@@ -15,17 +15,18 @@ use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use zhllama_core::{Config, GenerateOptions, Generator, Model, Quantize};
 
+use crate::chat::PyChat;
 use crate::errors::{bad_arg, stream_invalidated, to_py, Int};
 use crate::tokenizer::{ids_from, token_id, PyTokenizer};
 
 /// How often `generate` re-attaches to look for Ctrl-C (between tokens, never inside one).
 /// Per token would also work; this bounds the GIL round trips for tiny, very fast models.
-const SIGNAL_CHECK_EVERY: Duration = Duration::from_millis(10);
+pub(crate) const SIGNAL_CHECK_EVERY: Duration = Duration::from_millis(10);
 
-struct Engine {
-    model: Model,
+pub(crate) struct Engine {
+    pub(crate) model: Model,
     /// Bumped by every run that writes the KV cache.
-    epoch: u64,
+    pub(crate) epoch: u64,
 }
 
 /// A loaded llama2.c checkpoint with its own KV cache and thread pool.
@@ -41,7 +42,7 @@ pub struct PyModel {
 impl PyModel {
     /// Only ever called with the GIL released. A panic cannot leave the model half-borrowed
     /// (the core does not panic on input), so a poisoned lock is simply taken over.
-    fn lock(&self) -> MutexGuard<'_, Engine> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Engine> {
         self.engine.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -53,27 +54,17 @@ impl PyModel {
     }
 }
 
-/// The CLI's argument rules, so the same values give the same story: NaN is refused, steps
-/// below 0 mean 0 (the whole context), temperature and top-p narrow from double to float like
-/// `atof`, the seed wraps to 64 bits like run.c's unsigned seed, and `None` (or 0) means the clock.
-fn options(
+/// The CLI's argument rules ([`GenerateOptions::from_args`]), so the same values give the same
+/// story; `seed=None` means the clock, like the CLI's 0.
+pub(crate) fn options(
     Int(steps): Int<i64>,
     temperature: f64,
     top_p: f64,
     seed: Option<Int<i128>>,
     stop_at_eos: bool,
 ) -> PyResult<GenerateOptions> {
-    let seed = seed.map(|Int(s)| s);
-    if temperature.is_nan() || top_p.is_nan() {
-        return Err(bad_arg("temperature and top_p must be numbers, not NaN"));
-    }
-    Ok(GenerateOptions {
-        steps: steps.max(0) as usize,
-        temperature: temperature as f32,
-        top_p: top_p as f32,
-        seed: seed.unwrap_or(0) as u64,
-        stop_at_eos,
-    })
+    let seed = seed.map_or(0, |Int(s)| s);
+    GenerateOptions::from_args(steps, temperature, top_p, seed, stop_at_eos).map_err(to_py)
 }
 
 #[pymethods]
@@ -275,6 +266,90 @@ impl PyModel {
         })
     }
 
+    /// A conversation in the Llama-2 chat template, run.c's turn loop (the CLI's `-m chat`):
+    /// `chat.say(user, system=None)` returns each reply. At most `steps` positions over the
+    /// whole conversation (0: the context). The story models were not trained on the template.
+    #[pyo3(
+        signature = (steps=Int(256), temperature=1.0, top_p=0.9, seed=None),
+        text_signature = "($self, steps=256, temperature=1.0, top_p=0.9, seed=None)"
+    )]
+    fn chat(
+        slf: &Bound<'_, Self>,
+        steps: Int<i64>,
+        temperature: f64,
+        top_p: f64,
+        seed: Option<Int<i128>>,
+    ) -> PyResult<PyChat> {
+        let opts = options(steps, temperature, top_p, seed, true)?;
+        let this = slf.get();
+        let (chat, epoch) = slf.py().detach(|| {
+            let mut guard = this.lock();
+            let eng = &mut *guard;
+            eng.epoch += 1;
+            let chat = zhllama_core::Chat::new(&mut eng.model, &opts).map_err(to_py)?;
+            Ok::<_, PyErr>((chat, eng.epoch))
+        })?;
+        Ok(PyChat::new(slf.clone().unbind(), chat, epoch))
+    }
+
+    /// Many stories told together (one weight pass per step for all of them): a list with
+    /// each prompt's story, exactly what `generate(prompt, ..., seed=seed + i)` returns for
+    /// prompt `i` (seed None or 0: one seed from the clock, then + i). `parallel` stories run
+    /// at once; the GIL is released throughout.
+    #[pyo3(
+        signature = (prompts, steps=Int(256), temperature=1.0, top_p=0.9, seed=None, stop_at_eos=true, parallel=8),
+        text_signature = "($self, prompts, steps=256, temperature=1.0, top_p=0.9, seed=None, stop_at_eos=True, parallel=8)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn generate_batch(
+        &self,
+        py: Python<'_>,
+        prompts: Vec<String>,
+        steps: Int<i64>,
+        temperature: f64,
+        top_p: f64,
+        seed: Option<Int<i128>>,
+        stop_at_eos: bool,
+        parallel: usize,
+    ) -> PyResult<Vec<String>> {
+        let opts = options(steps, temperature, top_p, seed, stop_at_eos)?;
+        py.detach(|| {
+            let sched = crate::batch::scheduler(self, &prompts, &opts, parallel)?;
+            crate::batch::run_all(self, sched, prompts.len())
+        })
+    }
+
+    /// `generate_batch` as it happens: an iterator of `(index, piece)` pairs, the pieces of
+    /// story `index` (prompt first, whole UTF-8 characters) in order; joined per index they
+    /// are `generate_batch`'s stories.
+    #[pyo3(
+        signature = (prompts, steps=Int(256), temperature=1.0, top_p=0.9, seed=None, stop_at_eos=true, parallel=8),
+        text_signature = "($self, prompts, steps=256, temperature=1.0, top_p=0.9, seed=None, stop_at_eos=True, parallel=8)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn stream_batch(
+        slf: &Bound<'_, Self>,
+        prompts: Vec<String>,
+        steps: Int<i64>,
+        temperature: f64,
+        top_p: f64,
+        seed: Option<Int<i128>>,
+        stop_at_eos: bool,
+        parallel: usize,
+    ) -> PyResult<crate::batch::PyBatchStream> {
+        let opts = options(steps, temperature, top_p, seed, stop_at_eos)?;
+        let this = slf.get();
+        let sched = slf
+            .py()
+            .detach(|| crate::batch::scheduler(this, &prompts, &opts, parallel))?;
+        Ok(crate::batch::PyBatchStream {
+            model: slf.clone().unbind(),
+            sched,
+            ready: Default::default(),
+            finish_reasons: vec![None; prompts.len()],
+        })
+    }
+
     /// Runs `token` at position `pos` and returns the logits, a float32 array of shape
     /// `(vocab_size,)`. Feed a sequence's positions in order from 0; `reset()` starts over.
     fn forward<'py>(
@@ -390,7 +465,7 @@ impl PyStream {
             let mut guard = model.lock();
             let eng = &mut *guard;
             if eng.epoch != epoch {
-                return Err(stream_invalidated());
+                return Err(stream_invalidated("stream"));
             }
             Ok(gen.next_piece(&mut eng.model))
         })

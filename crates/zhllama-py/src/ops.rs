@@ -11,11 +11,16 @@ use std::sync::{Arc, Mutex, OnceLock};
 use numpy::PyUntypedArrayMethods;
 use numpy::{PyReadonlyArray3, PyReadonlyArray4, PyReadwriteArray3, PyReadwriteArray4};
 use pyo3::prelude::*;
-use zhllama_core::attention::{
-    causal_attention_backward, causal_attention_forward, AttentionShape,
+use zhllama_kernels::training_attention::{
+    causal_attention_backward, causal_attention_forward, AttentionShape, ShapeError,
 };
 
-use crate::errors::{bad_arg, to_py, Int};
+use crate::errors::{bad_arg, Int};
+
+/// A shape the kernel refuses, as the `ValueError` every other bad argument raises.
+fn shape_error(e: ShapeError) -> PyErr {
+    bad_arg(e.0)
+}
 
 /// More threads than this is a mistake, not a machine (each count gets a pool that is kept).
 const MAX_THREADS: usize = 1024;
@@ -113,7 +118,7 @@ pub(crate) fn causal_attention_forward_f32(
     let (shape, pool, (q, k, v)) = inputs(&q, &k, &v, threads.0)?;
     let (out, lse) = (slice_mut!("out", out), slice_mut!("lse", lse));
     py.detach(|| causal_attention_forward(&pool, shape, (q, k, v), out, lse))
-        .map_err(to_py)
+        .map_err(shape_error)
 }
 
 /// Causal attention backward: from the forward's q, k, v, out, lse and the gradient `dout`,
@@ -146,5 +151,5 @@ pub(crate) fn causal_attention_backward_f32(
         slice_mut!("dv", dv),
     );
     py.detach(|| causal_attention_backward(&pool, shape, (q, k, v), (out, lse, dout), dq, dk, dv))
-        .map_err(to_py)
+        .map_err(shape_error)
 }

@@ -35,12 +35,15 @@ def story(path: Path, tok: str) -> str:
     done: bool = stream.done and stream.positions <= stream.steps
     logits: npt.NDArray[np.float32] = model.forward(zhllama_rs.BOS, 0)
     model.reset()
+    chat: zhllama_rs.Chat = model.chat(steps=64, temperature=0.0, top_p=0.9, seed=None)
+    reply: str = chat.say("hello", system="be kind") + chat.say(user="more")
+    used: tuple[int, int, bool] = (chat.positions, chat.steps, chat.full)
     tokenizer: zhllama_rs.Tokenizer | None = model.tokenizer
     other = zhllama_rs.Tokenizer(tok, model.vocab_size)
     encoded: list[int] = other.encode(text, bos=True, eos=False)
     back: str = other.decode(encoded) + other.decode(np.array(encoded))
     version: str = zhllama_rs.__version__
-    return f"{flags}{pieces}{rate}{ids}{done}{logits.shape}{tokenizer}{back}{version}"
+    return f"{flags}{pieces}{rate}{ids}{done}{logits.shape}{reply}{used}{tokenizer}{back}{version}"
 """
 
 BAD = """

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use zhllama_testkit::{Shape, Weights};
 
 use super::*;
-use crate::kernels::block_rows;
+use zhllama_kernels::block_rows;
 
 /// The published shapes' widths; 2 layers, vocab 512, and just enough context that the last
 /// positions run their attention in parallel.

@@ -1,6 +1,6 @@
 """The `zhllama-rs` command of the wheel: `python -m zhllama_rs ...` or `zhllama-rs ...`.
 
-It runs the Rust CLI (crates/zhllama-cli/src/main.rs, compiled into the extension) on this
+It runs the Rust CLI (the zhllama-cli library, compiled into the extension) on this
 process's stdin/stdout/stderr, so output and exit codes are the native binary's.
 """
 

@@ -10,6 +10,8 @@ import numpy.typing as npt
 
 __all__ = [
     "BOS",
+    "BatchStream",
+    "Chat",
     "EOS",
     "Model",
     "Stream",
@@ -35,6 +37,23 @@ class Tokenizer:
     def eos_id(self) -> int: ...
     def encode(self, text: str, bos: bool = True, eos: bool = False) -> list[int]: ...
     def decode(self, ids: Iterable[int]) -> str: ...
+
+@final
+class BatchStream:
+    def __iter__(self) -> BatchStream: ...
+    def __next__(self) -> tuple[int, str]: ...
+    @property
+    def finish_reasons(self) -> list[Literal["eos", "length"] | None]: ...
+
+@final
+class Chat:
+    def say(self, user: str, system: str | None = None) -> str: ...
+    @property
+    def positions(self) -> int: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def full(self) -> bool: ...
 
 @final
 class Stream:
@@ -109,6 +128,33 @@ class Model:
         seed: int | None = None,
         stop_at_eos: bool = True,
     ) -> Stream: ...
+    def generate_batch(
+        self,
+        prompts: list[str],
+        steps: int = 256,
+        temperature: float = 1.0,
+        top_p: float = 0.9,
+        seed: int | None = None,
+        stop_at_eos: bool = True,
+        parallel: int = 8,
+    ) -> list[str]: ...
+    def stream_batch(
+        self,
+        prompts: list[str],
+        steps: int = 256,
+        temperature: float = 1.0,
+        top_p: float = 0.9,
+        seed: int | None = None,
+        stop_at_eos: bool = True,
+        parallel: int = 8,
+    ) -> BatchStream: ...
+    def chat(
+        self,
+        steps: int = 256,
+        temperature: float = 1.0,
+        top_p: float = 0.9,
+        seed: int | None = None,
+    ) -> Chat: ...
     def forward(self, token: int, pos: int) -> npt.NDArray[np.float32]: ...
     def score(self, ids: Iterable[int]) -> npt.NDArray[np.float32]: ...
     def score_batch(self, batch: Iterable[Iterable[int]]) -> list[npt.NDArray[np.float32]]: ...

@@ -1,7 +1,7 @@
 """Training kernels of the Rust core, over numpy arrays (zero-copy views of torch tensors).
 
 The trainer's CPU fast path for attention with small heads (zhllama_trainer/cpu_attention.py)
-calls these; see crates/zhllama-core/src/attention.rs for what they compute and why.
+calls these; see crates/zhllama-kernels/src/training_attention.rs for what they compute and why.
 
 - `causal_attention_forward_f32(q, k, v, out, lse, threads=0)`: q (B, H, T, hs), k and v
   (B, Hk, T, hs) with Hk dividing H; writes out (B, H, T, hs) and lse (B, H, T), the log of

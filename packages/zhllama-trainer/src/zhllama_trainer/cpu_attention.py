@@ -2,11 +2,12 @@
 
 torch's CPU flash-attention kernel is built for head sizes of 64 and up; with the `tiny`
 preset's 8-dim heads it spends its time on per-block overhead, and attention took two thirds of
-a training step. `zhllama_rs` (crates/zhllama-core/src/attention.rs) computes the same thing
-with every inner loop running over keys, a few times faster on such heads (tools/bench_train.py
-measures the whole step). It works in float32 (under bf16 autocast the inputs are upcast: the
-kernel is not the bottleneck there) and handles grouped-query attention without repeating
-keys and values. Gradients equal `scaled_dot_product_attention`'s to float rounding (tested).
+a training step. `zhllama_rs` (crates/zhllama-kernels/src/training_attention.rs) computes the
+same thing with every inner loop running over keys, a few times faster on such heads
+(tools/bench_train.py measures the whole step). It works in float32 (under bf16 autocast the
+inputs are upcast: the kernel is not the bottleneck there) and handles grouped-query attention
+without repeating keys and values. Gradients equal `scaled_dot_product_attention`'s to float
+rounding (tested).
 """
 
 from __future__ import annotations

@@ -18,8 +18,15 @@
 
 use rayon::prelude::*;
 
-use crate::error::{Error, Result};
-use crate::kernels::{simd_level, Simd};
+use crate::dispatch::{simd_level, Simd};
+
+/// A shape that does not fit the call, or a buffer of the wrong size: the caller's mistake,
+/// returned as a value (the Python binding raises it as `ValueError`), never a panic.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ShapeError(pub String);
+
+type Result<T> = std::result::Result<T, ShapeError>;
 
 /// The sizes of one attention call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,19 +47,19 @@ impl AttentionShape {
     fn check(&self, named: &[(&str, usize, usize)]) -> Result<()> {
         let s = self;
         if s.batch == 0 || s.heads == 0 || s.kv_heads == 0 || s.seq == 0 || s.head_dim == 0 {
-            return Err(Error::bad_arg(format!(
+            return Err(ShapeError(format!(
                 "attention: every size must be positive: {s:?}"
             )));
         }
         if !s.heads.is_multiple_of(s.kv_heads) {
-            return Err(Error::bad_arg(format!(
+            return Err(ShapeError(format!(
                 "attention: kv_heads={} does not divide heads={}",
                 s.kv_heads, s.heads
             )));
         }
         for &(name, got, want) in named {
             if got != want {
-                return Err(Error::bad_arg(format!(
+                return Err(ShapeError(format!(
                     "attention: {name} holds {got} values, the shape {s:?} needs {want}"
                 )));
             }

@@ -1,8 +1,8 @@
 //! Micro-benchmark of the matrix × vector kernels on one thread, f32 and int8: GMAC/s and GB/s
-//! for cache-resident and memory-sized matrices. `cargo run --release --example kernel_bench`
+//! for cache-resident and memory-sized matrices. `cargo run --release -p zhllama-kernels --example kernel_bench`
 //! (`ZHLLAMA_SIMD=avx2` or `portable` caps the int8 kernel for an A/B).
 use std::time::Instant;
-use zhllama_core::kernels::{f32_rows, q8_rows, simd_level, QuantVec};
+use zhllama_kernels::{f32_rows, q8_rows, simd_level, QuantVec};
 
 fn time(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
