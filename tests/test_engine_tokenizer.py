@@ -1,6 +1,6 @@
 """The Rust engine's tokenizer against sentencepiece itself (FORMATS.md §2).
 
-`zhllama-rs --tokenize -z TOK.bin` encodes each NUL-separated record of stdin and prints one line
+`zhllama-rs --tokenize --null -z TOK.bin` encodes each NUL-terminated record of stdin and prints one line
 of ids per record; these must equal sentencepiece's ids with the matching `.model` file, for
 thousands of generated lines: Chinese prose, punctuation, digits, Latin words, emoji, rare and
 traditional characters, runs of spaces, leading/trailing spaces, newlines and tabs.
@@ -45,7 +45,10 @@ def _need(path: Path) -> Path:
 def rust_encode(engine: Path, tok_bin: Path, texts: list[str]) -> list[list[int]]:
     data = "".join(t + "\0" for t in texts).encode("utf-8")  # NUL-terminated records
     out = subprocess.run(
-        [str(engine), "--tokenize", "-z", str(tok_bin)], input=data, capture_output=True, check=True
+        [str(engine), "--tokenize", "--null", "-z", str(tok_bin)],
+        input=data,
+        capture_output=True,
+        check=True,
     ).stdout.decode()
     lines = out.split("\n")
     assert lines[-1] == ""

@@ -27,8 +27,10 @@ is a pipe that closes (| head) the run ends quietly; when it cannot be written (
 run ends with one error line and status 1.
 
 --tokenize prints the ids sentencepiece would give (no BOS/EOS), space-separated: for -i's text,
-or else for each NUL-separated record of stdin, one line per record. CHECKPOINT is optional
-then (without it the tokenizer's vocab size is the number of entries in the file).
+or else for each line of stdin (a final newline ends the last line; \r\n counts as \n), one
+output line per record. With --null the records are NUL-terminated instead, so they may hold
+newlines. CHECKPOINT is optional then (without it the tokenizer's vocab size is the number of
+entries in the file).
 
 --batch-file FILE tells one story per line of FILE (generate mode), --parallel N (default 8) at
 a time, each byte-identical to `-i LINE` with seed -s + line index (-s 0: the clock, then + i).
@@ -119,6 +121,9 @@ pub(crate) struct Cli {
     /// Print token ids instead of generating (see below)
     #[arg(long = "tokenize")]
     pub(crate) tokenize: bool,
+    /// With --tokenize: stdin records end with NUL, not newline (records may hold newlines)
+    #[arg(long = "null", short = '0', requires = "tokenize")]
+    pub(crate) null: bool,
     /// Tell one story per line of FILE; one JSON line per story on stdout (see below)
     #[arg(
         long = "batch-file",

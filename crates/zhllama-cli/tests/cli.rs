@@ -378,23 +378,32 @@ fn tokenize_mode_prints_ids() {
     let out = run(&["--tokenize", "-z", arg(&f.tok), "-i", texts[0]]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), ids(texts[0]));
-    let mut child = Command::new(BIN)
-        .args(["--tokenize", "-z", arg(&f.tok)])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let input = texts.join("\0") + "\0";
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
+    // stdin: one record per line by default, NUL-terminated records with --null (they may
+    // hold newlines)
+    let stdin_run = |flags: &[&str], input: String| {
+        let mut child = Command::new(BIN)
+            .args(["--tokenize", "-z", arg(&f.tok)])
+            .args(flags)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
     let want: String = texts.iter().map(|t| ids(t)).collect();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    assert_eq!(stdin_run(&[], texts.join("\n") + "\n"), want);
+    assert_eq!(stdin_run(&[], texts.join("\r\n") + "\r\n"), want);
+    let with_newline = ["一丁\nab", "从前"];
+    let want: String = with_newline.iter().map(|t| ids(t)).collect();
+    assert_eq!(stdin_run(&["--null"], with_newline.join("\0") + "\0"), want);
     // byte tokens (3 + byte) for the characters the vocab lacks: 从 is E4 BB 8E
     assert!(ids("从").starts_with("259 231 190 145"), "{}", ids("从"));
 }
