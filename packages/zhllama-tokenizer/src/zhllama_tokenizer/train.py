@@ -22,6 +22,7 @@ import sentencepiece as spm
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from zhllama.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from zhllama.contracts import Source
 from zhllama.errors import ZhllamaError
 
 from zhllama_tokenizer.binfile import export_llama2c
@@ -133,7 +134,7 @@ class _Sampler:
 
 
 def train_tokenizer(
-    source: Any, out_dir: Path, opts: TrainOptions, console: Console | None = None
+    source: Source, out_dir: Path, opts: TrainOptions, console: Console | None = None
 ) -> TrainResult:
     """Train on `source` (a corpus source component); write model, vocab, tok.bin, report."""
     console = console or Console(stderr=True)
@@ -191,5 +192,5 @@ def _short(e: BaseException) -> str:
     return msg.split("] ", 1)[1] if "] " in msg else msg
 
 
-def _name(source: Any) -> str:
+def _name(source: Source) -> str:
     return str(getattr(source, "name", source))

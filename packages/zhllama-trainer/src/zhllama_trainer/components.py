@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zhllama.engines import EngineConfig
+from zhllama.contracts import EngineConfig
 from zhllama.registry import Component
 
 from zhllama_trainer.config import TrainConfig, make_config

@@ -1,4 +1,5 @@
-"""Corpus sources: each has a `name` and `stories()`, an iterator of story texts.
+"""Corpus sources: each has a `name` and `stories()`, an iterator of story texts (the contract,
+`Source` and `RandomAccessSource`, is in zhllama.contracts).
 
 Sources are found through the registry (`get_registry().create("sources", NAME, **settings)`);
 `open_source` does that from the `key=value` strings a command line gives.
@@ -6,14 +7,9 @@ Sources are found through the registry (`get_registry().create("sources", NAME, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Protocol
+from zhllama.contracts import RandomAccessSource, Source
 
-
-class Source(Protocol):
-    name: str
-
-    def stories(self) -> Iterator[str]: ...
+__all__ = ["RandomAccessSource", "Source", "open_source"]
 
 
 def open_source(name: str, settings: list[str] | dict[str, str] | None = None) -> Source:
