@@ -18,7 +18,7 @@ def test_unknown_key_lists_the_known_ones() -> None:
 
 
 def test_unknown_size() -> None:
-    with pytest.raises(ZhllamaError, match="unknown size '7B'; presets: tiny, 15M, 42M, 110M"):
+    with pytest.raises(ZhllamaError, match="unknown size '7B'; presets: 110M, 15M, 42M, tiny"):
         make_config("7B")
 
 
