@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from zhllama.config import build_config, parse_overrides
+from zhllama.cli_options import out_option, output, settings
+from zhllama.config import build_config
 from zhllama.contracts import Exporter
 from zhllama.errors import ZhllamaError
 from zhllama.registry import get_registry
@@ -20,12 +21,21 @@ console = Console(stderr=True)
 def export(
     checkpoint: Annotated[
         Path,
-        typer.Argument(help="ckpt.pt, a llama2c .bin (v0/v1/v2), a .gguf or an HF directory"),
+        typer.Argument(
+            metavar="CHECKPOINT",
+            help="ckpt.pt, a llama2c .bin (v0/v1/v2), a .gguf or an HF directory",
+        ),
     ],
-    out: Annotated[Path, typer.Argument(help="output .bin or .gguf file, or directory for hf")],
-    settings: Annotated[
+    items: Annotated[
         list[str] | None,
-        typer.Argument(help="more settings as key=value (format=, dtype=, group_size=, ...)"),
+        typer.Argument(
+            metavar="KEY=VALUE",
+            help="settings (format=, dtype=, group_size=, tokenizer=, weights_only=)",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, out_option("output .bin or .gguf file, or directory for hf")
     ] = None,
     fmt: Annotated[
         str | None,
@@ -46,6 +56,7 @@ def export(
         Path | None,
         typer.Option(
             "--tokenizer",
+            "-z",
             help="sentencepiece .model to ship with hf or gguf (gguf also takes a llama2.c "
             "tok.bin); default: the checkpoint's",
         ),
@@ -62,16 +73,20 @@ def export(
 ) -> None:
     """Export a model to llama2.c's .bin formats, a HuggingFace directory or GGUF.
 
-    Example: [bold]zhllama export runs/15M/ckpt.pt model.bin --format llama2c[/bold];
-    [bold]zhllama export runs/15M/ckpt.pt model.gguf --dtype q8_0[/bold] (for llama.cpp)
+    Example: [bold]zhllama export runs/15M/ckpt.pt -o model.bin --format llama2c[/bold];
+    [bold]zhllama export runs/15M/ckpt.pt -o model.gguf --dtype q8_0[/bold] (for llama.cpp)
     """
     from zhllama_exporter.components import ExportConfig
     from zhllama_exporter.load import load_any
 
-    values = parse_overrides(list(settings or []))
+    items = list(items or [])
+    positional = None
+    if items and "=" not in items[0] and not items[0].startswith("-"):
+        positional, items = Path(items[0]), items[1:]  # CKPT OUT, as earlier releases had it
+    out = output(out, positional, "OUT")
+    values = settings(items)
     name = fmt or values.pop("format", None) or ("gguf" if out.suffix == ".gguf" else "llama2c")
-    if out.suffix == ".gguf" and name != "gguf":
-        raise ZhllamaError(f"{out}: a .gguf name for format {name}; use --format gguf")
+    _check_suffix(out, name)
     for key, value in (("dtype", dtype), ("tokenizer", tokenizer), ("group_size", group_size)):
         if value is not None:
             values[key] = value
@@ -106,6 +121,15 @@ def export(
     )
     if result.group_size is not None and report:
         _print_quant_report(loaded.weights, result.group_size)
+
+
+def _check_suffix(out: Path, fmt: str) -> None:
+    """An output name whose extension says another format is a mistake, not a file to write."""
+    if out.suffix == ".gguf" and fmt != "gguf":
+        raise ZhllamaError(f"{out}: a .gguf name for format {fmt}; use --format gguf")
+    if out.suffix == ".bin" and fmt in ("gguf", "hf"):
+        what = "a GGUF file: name it .gguf" if fmt == "gguf" else "a directory: give a folder name"
+        raise ZhllamaError(f"{out}: a .bin name for format {fmt}, which writes {what}")
 
 
 def _print_quant_report(weights: object, gs: int) -> None:

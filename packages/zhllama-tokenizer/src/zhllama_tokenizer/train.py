@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,7 +190,9 @@ def train_tokenizer(
 def _short(e: BaseException) -> str:
     # sentencepiece messages start with "INTERNAL: src/file.cc(123) [condition] " before the text
     msg = str(e)
-    return msg.split("] ", 1)[1] if "] " in msg else msg
+    msg = msg.split("] ", 1)[1] if "] " in msg else msg
+    # its hints name its own flags (`--character_coverage option`); ours are sp.KEY=VALUE items
+    return re.sub(r"with --(\w+) option", r"with sp.\1=…", msg)
 
 
 def _name(source: Source) -> str:

@@ -1,8 +1,9 @@
 """`zhllama train` and `zhllama eval`.
 
-Settings come as `key=value` items (what `just train size=42M max_iters=200` forwards) or as
-`--key value` options; both name TrainConfig fields. `gpus=N` re-runs the command under
-`torchrun --standalone --nproc_per_node=N`. For several machines, run torchrun yourself on each:
+Settings are `key=value` items (what `just train size=42M max_iters=200` forwards), each a
+TrainConfig field, plus `size=` (the preset), `gpus=N` and `resume=true`. `gpus=N` re-runs the
+command under `torchrun --standalone --nproc_per_node=N`. For several machines, run torchrun
+yourself on each:
 
     torchrun --nnodes=2 --node_rank=R --nproc_per_node=8 --rdzv_backend=c10d \\
         --rdzv_endpoint=HOST:29500 -m zhllama_trainer size=110M data_dir=data/shards
@@ -15,38 +16,47 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from zhllama.cli_options import SettingsArg, deprecated, out_option, settings
 from zhllama.config import parse_overrides
 from zhllama.errors import ZhllamaError
 
-# Read by zhllama's CLI shell when it adds this command: pass unknown `--key value` through.
+# Read by zhllama's CLI shell when it adds this command: pass `--key value` through (the
+# settings spelling of earlier releases, deprecated).
 EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+_TRUE = {"1", "true", "yes", "on"}
 
 
-def _split(settings: dict[str, str]) -> tuple[str, int, bool, dict[str, str]]:
-    size = settings.pop("size", "15M")
-    gpus = settings.pop("gpus", "1")
-    resume = settings.pop("resume", "false").lower() in {"1", "true", "yes", "on"}
+def _split(values: dict[str, Any]) -> tuple[str, int, bool, dict[str, Any]]:
+    size = str(values.pop("size", "15M"))
+    gpus = values.pop("gpus", "1")
+    resume = str(values.pop("resume", "false")).lower() in _TRUE
     try:
         n = int(gpus)
     except ValueError:
         raise ZhllamaError(f"gpus must be a whole number, not {gpus!r}") from None
-    return size, n, resume, settings
+    return size, n, resume, values
 
 
 def run_train(items: list[str]) -> None:
-    """Parse `items` and train (also the `python -m zhllama_trainer` entry torchrun runs)."""
+    """Parse `key=value` items and train (the `python -m zhllama_trainer` entry torchrun runs)."""
+    train_with(parse_overrides(items))
+
+
+def train_with(values: dict[str, Any]) -> None:
+    """Train with these settings (TrainConfig fields plus size, gpus, resume)."""
     from zhllama_trainer.openmp import tune_for_cpu_training
 
     tune_for_cpu_training()  # before torch is imported (below); torchrun's workers inherit it
     from zhllama_trainer.config import make_config
     from zhllama_trainer.train import train as train_loop
 
-    size, gpus, resume, overrides = _split(parse_overrides(items))
+    size, gpus, resume, overrides = _split(dict(values))
     config = make_config(size, overrides)  # check every key before launching anything
     if gpus > 1 and "RANK" not in os.environ:
+        # the worker processes get the settings as command-line items again
         forwarded = [f"size={size}"] + [f"{k}={v}" for k, v in overrides.items()]
         forwarded += ["resume=true"] if resume else []
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -56,65 +66,84 @@ def run_train(items: list[str]) -> None:
 
 
 def train(
-    settings: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="[KEY=VALUE]...",
-            help="TrainConfig settings, e.g. max_iters=200 batch_size=8 (or --max-iters 200)",
-            show_default=False,
-        ),
-    ] = None,
-    size: Annotated[str | None, typer.Option("--size", help="preset: tiny, 15M, 42M, 110M")] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="pretokenized shards (default data/shards)")
-    ] = None,
-    out_dir: Annotated[
-        Path | None, typer.Option("--out-dir", help="run folder (default runs/SIZE)")
-    ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue from OUT_DIR/ckpt.pt")] = False,
-    gpus: Annotated[int | None, typer.Option("--gpus", help="processes via torchrun")] = None,
+    ctx: typer.Context,
+    items: SettingsArg = None,
+    out: Annotated[Path | None, out_option("run folder (out_dir=; default runs/SIZE)")] = None,
+    old_size: Annotated[str | None, typer.Option("--size", hidden=True)] = None,
+    old_data_dir: Annotated[Path | None, typer.Option("--data-dir", hidden=True)] = None,
+    old_out_dir: Annotated[Path | None, typer.Option("--out-dir", hidden=True)] = None,
+    old_resume: Annotated[bool, typer.Option("--resume", hidden=True)] = False,
+    old_gpus: Annotated[int | None, typer.Option("--gpus", hidden=True)] = None,
 ) -> None:
     """Train a model from a size preset on pretokenized shards.
 
+    Settings: size= (tiny, 15M, 42M, 110M or a plug-in's), any TrainConfig field
+    (data_dir=, max_iters=, batch_size=, …), gpus=N (torchrun), resume=true.
+
     Example: [bold]zhllama train size=tiny max_iters=200[/bold] or
-    [bold]zhllama train --size 42M --batch-size 8 --gpus 4[/bold]. Writes ckpt.pt, metrics.jsonl,
+    [bold]zhllama train size=42M batch_size=8 gpus=4[/bold]. Writes ckpt.pt, metrics.jsonl,
     loss.png, and model.bin + tokenizer.bin (for zhllama-rs) whenever validation loss improves.
     """
-    items = list(settings or [])
-    named = {"size": size, "data_dir": data_dir, "out_dir": out_dir, "gpus": gpus}
-    items += [f"{k}={v}" for k, v in named.items() if v is not None]
-    items += ["resume=true"] if resume else []
-    run_train(items)
+    values: dict[str, Any] = settings(list(items or []) + list(ctx.args))
+    old = {"size": old_size, "data_dir": old_data_dir, "out_dir": old_out_dir, "gpus": old_gpus}
+    for key, value in old.items():
+        if value is not None:
+            deprecated(f"--{key.replace('_', '-')} VALUE", f"{key}=VALUE")
+            values[key] = value
+    if old_resume:
+        deprecated("--resume", "resume=true")
+        values["resume"] = "true"
+    if out is not None:
+        values["out_dir"] = out
+    train_with(values)
 
 
 train.context_settings = EXTRA_ARGS  # type: ignore[attr-defined]
 
 
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="a ckpt.pt written by zhllama train")],
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="shards (default: the run's)")
-    ] = None,
-    eval_iters: Annotated[int | None, typer.Option("--eval-iters", help="batches")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, mps")] = "auto",
+    checkpoint: Annotated[
+        Path, typer.Argument(metavar="CHECKPOINT", help="a ckpt.pt written by zhllama train")
+    ],
+    items: SettingsArg = None,
+    old_data_dir: Annotated[Path | None, typer.Option("--data-dir", hidden=True)] = None,
+    old_eval_iters: Annotated[int | None, typer.Option("--eval-iters", hidden=True)] = None,
+    old_batch_size: Annotated[int | None, typer.Option("--batch-size", hidden=True)] = None,
+    old_device: Annotated[str | None, typer.Option("--device", hidden=True)] = None,
 ) -> None:
     """Validation loss and perplexity of a checkpoint.
 
-    Example: [bold]zhllama eval runs/tiny/ckpt.pt[/bold]
+    Settings: data_dir= (default: the run's), eval_iters= (batches), batch_size=,
+    device= (auto, cpu, cuda, mps).
+
+    Example: [bold]zhllama eval runs/tiny/ckpt.pt eval_iters=50[/bold]
     """
     import dataclasses
 
+    from zhllama.config import build_config
+
     from zhllama_trainer import runtime
     from zhllama_trainer.checkpoint import load_checkpoint, load_model
-    from zhllama_trainer.config import config_from_dict
+    from zhllama_trainer.config import TrainConfig, config_from_dict
     from zhllama_trainer.train import evaluate as eval_loss
     from zhllama_trainer.train import open_data
 
-    c = config_from_dict(load_checkpoint(checkpoint)["config"])
-    changes = {"data_dir": data_dir, "eval_iters": eval_iters, "batch_size": batch_size}
-    c = dataclasses.replace(c, **{k: v for k, v in changes.items() if v is not None})
-    c = dataclasses.replace(c, device=device)
+    values: dict[str, Any] = {"device": "auto", **settings(items)}
+    old = {"data_dir": old_data_dir, "eval_iters": old_eval_iters,
+           "batch_size": old_batch_size, "device": old_device}  # fmt: skip
+    for key, value in old.items():
+        if value is not None:
+            deprecated(f"--{key.replace('_', '-')} VALUE", f"{key}=VALUE")
+            values[key] = value
+    unknown = sorted(set(values) - {"data_dir", "eval_iters", "batch_size", "device"})
+    if unknown:
+        raise ZhllamaError(
+            f"unknown setting {', '.join(unknown)} for zhllama eval; "
+            "known settings: data_dir, eval_iters, batch_size, device"
+        )
+    c = build_config(
+        TrainConfig, values, base=config_from_dict(load_checkpoint(checkpoint)["config"])
+    )
     shards, _ = open_data(c)
     rt = runtime.start(c.device, c.dtype)
     model, args = load_model(checkpoint, rt.device)

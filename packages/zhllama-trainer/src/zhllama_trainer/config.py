@@ -31,7 +31,8 @@ class TrainConfig:
     n_layers: int = 6
     n_heads: int = 6
     n_kv_heads: int | None = None
-    vocab_size: int | None = 5000  # None: take it from the data manifest
+    # None: the data's (its manifest records the vocabulary); a value is checked against it
+    vocab_size: int | None = None
     hidden_dim: int | None = None
     multiple_of: int = 32
     max_seq_len: int = 256

@@ -1,9 +1,10 @@
 """Model and training size presets: data, not code (litgpt style).
 
 Each preset is a dict of TrainConfig settings; anything not listed keeps TrainConfig's default
-(vocab 5000, lr 5e-4 with 1000 warmup iterations and cosine decay to min_lr 0, AdamW betas
-0.9/0.95, weight decay 0.1, grad clip 1.0: the seed's schedule). The three seed models use the
-seed's batch sizes; every key can be overridden (`zhllama train --size 42M --batch_size 8`).
+(the data's vocabulary, lr 5e-4 with 1000 warmup iterations and cosine decay to min_lr 0,
+AdamW betas 0.9/0.95, weight decay 0.1, grad clip 1.0: the seed's schedule). The three seed
+models use the seed's batch sizes; every key can be overridden
+(`zhllama train size=42M batch_size=8`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from typing import Any
 PRESETS: dict[str, dict[str, Any]] = {
     # Learns the offline synthetic corpus in under two CPU minutes (`just demo`): 300 steps of
     # 4,096 tokens take the validation loss from 7.6 to about 1.5 (2,000-token vocab), enough
-    # for readable stories that end with EOS. Its vocab follows the data manifest.
+    # for readable stories that end with EOS.
     "tiny": {
         "dim": 64,
         "n_layers": 5,
         "n_heads": 8,
         "n_kv_heads": 4,
-        "vocab_size": None,
         "max_seq_len": 256,
         "batch_size": 16,
         "gradient_accumulation_steps": 1,

@@ -58,7 +58,10 @@ def plugins() -> None:
 @app.command()
 def sample(
     checkpoint: Annotated[
-        Path, typer.Argument(help="model checkpoint (.bin for rust, .pt for torch)")
+        Path,
+        typer.Argument(
+            metavar="CHECKPOINT", help="model checkpoint (.bin for rust, .pt for torch)"
+        ),
     ],
     prompt: Annotated[str, typer.Option("-i", "--prompt", help="story beginning")] = "",
     engine: Annotated[str, typer.Option("--engine", "-e", help="engine component")] = "rust",
