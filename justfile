@@ -39,7 +39,7 @@ demo: build
 train *args: setup
     {{bin}}/zhllama train {{args}}
 
-# export a checkpoint: `just export runs/15M/ckpt.pt out/model.bin format=llama2c`
+# export a checkpoint: `just export runs/15M/ckpt.pt -o out/model.bin format=llama2c`
 export *args: setup
     {{bin}}/zhllama export {{args}}
 

@@ -26,7 +26,7 @@ from zhllama.cli import main
 BIN = Path(sys.executable).parent
 ZH = str(BIN / "zhllama")
 ROOT = Path(__file__).resolve().parents[1]
-STORIES = ["--set", "num_stories=300"]
+STORIES = ["num_stories=300"]
 # a model small enough to train a few steps in a second
 SMALL = ["dim=32", "n_layers=1", "n_heads=2", "n_kv_heads=2", "max_seq_len=32", "batch_size=4"]
 SMALL += ["eval_iters=2", "plot=false", "progress=false"]
@@ -41,7 +41,7 @@ def zh(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
 def work(tmp_path_factory) -> Path:
     """A tokenizer and shards made from inside the folder with relative paths, as users type."""
     d = tmp_path_factory.mktemp("faults")
-    r = zh("tokenizer", "train", "synthetic", *STORIES, "--vocab-size", "1400", "--out", "tok",
+    r = zh("tokenizer", "train", "synthetic", *STORIES, "--vocab-size", "1400", "-o", "tok",
            cwd=d)  # fmt: skip
     assert r.returncode == 0, r.stderr
     r = zh("data", "pretokenize", "synthetic", *STORIES, "-j", "1", "-t", "tok/tok1400.model",
@@ -87,9 +87,11 @@ def test_export_to_a_full_disk_is_one_line_naming_the_target(work, tmp_path) -> 
     model = random_bin(tmp_path / "model.bin")  # about 4 MB, the disk holds 1 MiB
     with tmpfs(tmp_path / "full", "1m") as full:
         # before: a SafetensorError traceback naming the temporary folder
-        line = only_error_line(zh("export", str(model), str(full / "hf"), "--format", "hf"))
+        line = only_error_line(zh("export", str(model), "-o", str(full / "hf"), "--format", "hf"))
         assert line == f"error: {full / 'hf' / 'model.safetensors'}: {ENOSPC}"
-        line = only_error_line(zh("export", str(model), str(full / "m.bin"), "--format", "llama2c"))
+        line = only_error_line(
+            zh("export", str(model), "-o", str(full / "m.bin"), "--format", "llama2c")
+        )
         assert line == f"error: {full / 'm.bin'}: {ENOSPC}"
         assert list(full.iterdir()) == [], "a temporary was left behind"
 
@@ -143,7 +145,9 @@ def test_a_kill_before_the_final_export_is_repaired_on_resume(work, tmp_path) ->
     assert not any(p.exists() for p in stale)
     assert all(p.exists() for p in others)
     fresh = tmp_path / "fresh.bin"
-    assert zh("export", str(run / "ckpt.pt"), str(fresh), "--format", "llama2c").returncode == 0
+    assert (
+        zh("export", str(run / "ckpt.pt"), "-o", str(fresh), "--format", "llama2c").returncode == 0
+    )
     assert (run / "model.bin").read_bytes() == fresh.read_bytes() != before
     assert json.loads((run / "model.bin.json").read_text())["iter"] == 4
 
@@ -187,7 +191,7 @@ def test_an_odd_first_jsonl_record_does_not_cost_the_rest(tmp_path, capsys) -> N
               for i in range(1, 31)]  # fmt: skip
     (corpus / "a.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     # before: the key came from line 1 ('content'), and the 30 stories were all skipped
-    assert main(["data", "sample", "jsonl", "--set", f"path={corpus}", "-n", "40"]) == 0
+    assert main(["data", "sample", "jsonl", f"path={corpus}", "-n", "40"]) == 0
     out = capsys.readouterr()
     for i in range(1, 31):
         assert f"从前有一只猫{i}。" in out.out
@@ -198,13 +202,13 @@ def test_an_odd_first_jsonl_record_does_not_cost_the_rest(tmp_path, capsys) -> N
 def test_a_name_with_a_newline_is_one_line(tmp_path) -> None:
     odd = tmp_path / "bad\nname.pt"
     odd.write_bytes(b"not a checkpoint")
-    r = zh("export", str(odd), str(tmp_path / "out.bin"))
+    r = zh("export", str(odd), "-o", str(tmp_path / "out.bin"))
     line = only_error_line(r)
     assert "bad\\nname.pt" in line, line
     # an OSError's file name is quoted
     blocked = tmp_path / "a file\nhere"
     blocked.write_text("x")
-    r = zh("export", str(random_bin(tmp_path / "m.bin")), str(blocked / "out.bin"))
+    r = zh("export", str(random_bin(tmp_path / "m.bin")), "-o", str(blocked / "out.bin"))
     line = only_error_line(r)
     assert json.dumps(str(blocked / "out.bin")) in line or json.dumps(str(blocked)) in line, line
 
@@ -212,5 +216,5 @@ def test_a_name_with_a_newline_is_one_line(tmp_path) -> None:
 def test_rich_markup_in_a_message_is_printed_as_is(tmp_path) -> None:
     odd = tmp_path / "[red]x.pt"
     odd.write_bytes(b"junk")
-    line = only_error_line(zh("export", str(odd), str(tmp_path / "out.bin")))
+    line = only_error_line(zh("export", str(odd), "-o", str(tmp_path / "out.bin")))
     assert "[red]x.pt" in line, line

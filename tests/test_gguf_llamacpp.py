@@ -78,7 +78,7 @@ class Exported:
 
 
 def export(source: Path, out: Path, *args: str) -> Path:
-    rc = main(["export", str(source), str(out), "--format", "gguf", *args])
+    rc = main(["export", str(source), "-o", str(out), "--format", "gguf", *args])
     assert rc == 0, f"zhllama export {source} {out} {args} failed"
     return out
 

@@ -72,7 +72,7 @@ class Case:
 def export_int8(checkpoint: Path, out: Path) -> Path:
     """The exporter's `llama2c-int8` writer, as `zhllama export ... --format llama2c-int8`."""
     exporter = get_registry().create("exporters", "llama2c-int8", ExportConfig())
-    exporter.export_weights(load_any(checkpoint).weights, out)
+    exporter.export(load_any(checkpoint), out)
     return out
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import zhllama_rs
-from zhllama.engines import EngineConfig, SampleSettings
+from zhllama.contracts import EngineConfig, SampleSettings
 from zhllama.registry import get_registry
 from zhllama_tokenizer.binfile import read_tokenizer_bin
 from zhllama_tokenizer.train import TrainOptions, TrainResult, train_tokenizer

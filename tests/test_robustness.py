@@ -22,7 +22,7 @@ from zhllama.cli import main
 
 BIN = Path(sys.executable).parent
 ZH = str(BIN / "zhllama")
-STORIES = ["--set", "num_stories=300"]
+STORIES = ["num_stories=300"]
 # a model small enough to train a few steps in a second
 SMALL = ["dim=32", "n_layers=1", "n_heads=2", "n_kv_heads=2", "max_seq_len=32", "batch_size=4"]
 SMALL += ["eval_iters=2", "plot=false", "progress=false", "export_bin=false"]
@@ -38,9 +38,9 @@ def work(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("robust")
     for vocab in (1400, 1450):
         assert main(["tokenizer", "train", "synthetic", *STORIES, "--vocab-size", str(vocab),
-                     "--out", str(d / "tok")]) == 0  # fmt: skip
+                     "-o", str(d / "tok")]) == 0  # fmt: skip
     shards = ["data", "pretokenize", "synthetic", *STORIES, "-j", "1"]
-    assert main([*shards, "-t", str(d / "tok" / "tok1400.model"), "-o", str(d / "shards")]) == 0
+    assert main([*shards, "-z", str(d / "tok" / "tok1400.model"), "-o", str(d / "shards")]) == 0
     assert main(["train", "size=tiny", f"data_dir={d / 'shards'}", f"out_dir={d / 'run'}",
                  "max_iters=2", "eval_interval=2", *SMALL]) == 0  # fmt: skip
     (d / "afile").write_text("a regular file where a folder is expected\n")
@@ -62,9 +62,9 @@ def test_output_folder_under_a_regular_file(work, capsys):
     blocked = work / "afile" / "out"
     tok = str(work / "tok" / "tok1400.model")
     cases = [
-        ["data", "pretokenize", "synthetic", *STORIES, "-t", tok, "-o", str(work / "afile")],
-        ["data", "pretokenize", "synthetic", *STORIES, "-t", tok, "-o", str(blocked)],
-        ["export", str(work / "run" / "ckpt.pt"), str(blocked / "m.bin")],
+        ["data", "pretokenize", "synthetic", *STORIES, "-z", tok, "-o", str(work / "afile")],
+        ["data", "pretokenize", "synthetic", *STORIES, "-z", tok, "-o", str(blocked)],
+        ["export", str(work / "run" / "ckpt.pt"), "-o", str(blocked / "m.bin")],
         [
             "train",
             "size=tiny",
@@ -112,7 +112,7 @@ def test_empty_and_broken_corpus_for_pretokenize(work, capsys):
     tok = str(work / "tok" / "tok1400.model")
     for corpus in ("empty.txt", "broken.jsonl"):
         out = work / f"shards-{corpus}"
-        argv = ["data", "pretokenize", "jsonl", "--set", f"path={work / corpus}", "-t", tok]
+        argv = ["data", "pretokenize", "jsonl", f"path={work / corpus}", "-z", tok]
         one_line_error(capsys, [*argv, "-o", str(out)], "gave no stories")
         assert not out.exists()
 
@@ -122,7 +122,7 @@ def test_truncated_checkpoint_everywhere(work, capsys):
     cut = work / "cut.pt"
     for size in (1000, len(ckpt) // 2):
         cut.write_bytes(ckpt[:size])
-        for argv in (["export", str(cut), str(work / "cut.bin")], ["eval", str(cut)],
+        for argv in (["export", str(cut), "-o", str(work / "cut.bin")], ["eval", str(cut)],
                      ["sample", str(cut), "--engine", "torch", "-n", "4"]):  # fmt: skip
             one_line_error(capsys, argv, str(cut), "not a readable zhllama checkpoint")
         assert not (work / "cut.bin").exists()
@@ -161,7 +161,7 @@ def test_ctrl_c_in_training_leaves_a_checkpoint_that_resumes(work):
     stopped = load_checkpoint(run / "ckpt.pt")["iter_num"]
     load_model(run / "ckpt.pt")  # loadable as a model, not only as a dict
     assert not list(run.glob(".*.tmp"))
-    done = zh(*base, "--resume", f"max_iters={stopped + 2}", "eval_interval=3")
+    done = zh(*base, "resume=true", f"max_iters={stopped + 2}", "eval_interval=3")
     assert done.returncode == 0, done.stderr
     assert f"resuming at iter {stopped}" in " ".join(done.stderr.split())
     assert load_checkpoint(run / "ckpt.pt")["iter_num"] == stopped + 2
@@ -172,7 +172,7 @@ def test_ctrl_c_in_pretokenize_leaves_no_half_shard_and_resumes_identically(work
     shards) so that the run is still far from its end when the signal lands, on any CPU: the
     three shards are 2% of the work, and the poll looks every few milliseconds."""
     tok = str(work / "tok" / "tok1400.model")
-    argv = ["data", "pretokenize", "synthetic", "--set", "num_stories=20000", "-t", tok,
+    argv = ["data", "pretokenize", "synthetic", "num_stories=20000", "-z", tok,
             "-j", "2", "--shard-tokens", "40000", "--chunk-stories", "16"]  # fmt: skip
     whole, cut = work / "pt-whole", work / "pt-cut"
     assert zh(*argv, "-o", str(whole)).returncode == 0

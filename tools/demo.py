@@ -41,7 +41,7 @@ def main() -> None:
     zh = str(BIN / "zhllama")
     tok_dir, shards, run = out / "tokenizer", out / "shards", out / "run"
     tok_model, tok_bin = tok_dir / f"tok{VOCAB}.model", tok_dir / f"tok{VOCAB}.bin"
-    corpus = ["--set", f"num_stories={STORIES}"]
+    corpus = [f"num_stories={STORIES}"]
     t_start = time.perf_counter()
 
     print("A synthetic story, as the corpus has them:")
@@ -50,12 +50,12 @@ def main() -> None:
         "train a sentencepiece tokenizer on the synthetic corpus",
         out / ".done-tokenizer",
         [zh, "tokenizer", "train", "synthetic", *corpus, "--vocab-size", str(VOCAB)]
-        + ["--out", str(tok_dir)],
+        + ["-o", str(tok_dir)],
     )
     step(
         "pretokenize the corpus into shards (BOS … EOS per story)",
         out / ".done-shards",
-        [zh, "data", "pretokenize", "synthetic", *corpus, "-t", str(tok_model), "-o", str(shards)],
+        [zh, "data", "pretokenize", "synthetic", *corpus, "-z", str(tok_model), "-o", str(shards)],
     )
     step(
         "train the tiny preset on the shards",
@@ -66,7 +66,7 @@ def main() -> None:
     step(
         "export the best checkpoint to llama2.c's format",
         out / ".done-export",
-        [zh, "export", str(run / "ckpt.pt"), str(model_bin), "--format", "llama2c"],
+        [zh, "export", str(run / "ckpt.pt"), "-o", str(model_bin), "--format", "llama2c"],
     )
 
     prompt = "从前"

@@ -20,7 +20,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_sample_prints_stories(capsys):
-    code, out, _ = run(capsys, "data", "sample", "synthetic", "-n", "2", "--set", "seed=7")
+    code, out, _ = run(capsys, "data", "sample", "synthetic", "-n", "2", "seed=7")
     assert code == 0
     assert out == generate_story(7) + "\n\n" + generate_story(8) + "\n"
 
@@ -34,7 +34,7 @@ def test_sample_skip_and_json(capsys):
 def test_export_writes_shards_that_the_jsonl_source_reads_back(tmp_path, capsys):
     out_dir = tmp_path / "corpus"
     argv = ["data", "export", "synthetic", str(out_dir), "-n", "25", "--shard-size", "10"]
-    code, out, _ = run(capsys, *argv, "--set", "seed=100")
+    code, out, _ = run(capsys, *argv, "seed=100")
     assert code == 0 and "wrote 25 stories in 3 shard(s)" in out
     names = sorted(p.name for p in out_dir.iterdir())
     assert names == ["stories-00000.jsonl", "stories-00001.jsonl", "stories-00002.jsonl"]
@@ -62,7 +62,7 @@ def test_export_refuses_to_overwrite_without_force(tmp_path, capsys):
 
 def test_export_of_an_empty_source_leaves_nothing(tmp_path, capsys):
     out_dir = tmp_path / "corpus"
-    code, _, err = run(capsys, "data", "export", "synthetic", str(out_dir), "-s", "num_stories=0")
+    code, _, err = run(capsys, "data", "export", "synthetic", "-o", str(out_dir), "num_stories=0")
     assert code == 1 and "gave no stories" in err
     assert not out_dir.exists()
     assert list(tmp_path.iterdir()) == []  # no temporary folder left behind
@@ -72,11 +72,11 @@ def test_export_of_an_empty_source_leaves_nothing(tmp_path, capsys):
     ("argv", "message"),
     [
         (["data", "sample", "nope"], "unknown source 'nope'; known sources: "),
-        (["data", "sample", "synthetic", "--set", "colour=red"], "unknown setting colour"),
-        (["data", "sample", "synthetic", "--set", "seed=abc"], "seed must be int"),
-        (["data", "sample", "synthetic", "--set", "oops"], "cannot read setting 'oops'"),
+        (["data", "sample", "synthetic", "colour=red"], "unknown setting colour"),
+        (["data", "sample", "synthetic", "seed=abc"], "seed must be int"),
+        (["data", "sample", "synthetic", "oops"], "cannot read setting 'oops'"),
         (["data", "sample", "synthetic", "-n", "0"], "-n must be at least 1"),
-        (["data", "sample", "jsonl", "--set", "path=/no/such/dir"], "no such file or folder"),
+        (["data", "sample", "jsonl", "path=/no/such/dir"], "no such file or folder"),
     ],
 )
 def test_user_errors_are_one_line(capsys, argv, message):
@@ -118,3 +118,19 @@ def test_console_script(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 0 and proc.stdout == generate_story(3) + "\n"
+
+
+def test_old_set_spelling_works_with_one_deprecation_line(capsys):
+    code, new, err = run(capsys, "data", "sample", "synthetic", "-n", "2", "seed=5")
+    assert code == 0 and err == ""
+    code, old, err = run(capsys, "data", "sample", "synthetic", "-n", "2", "--set", "seed=5")
+    assert code == 0 and old == new
+    assert err.strip() == (
+        "deprecated: --set KEY=VALUE will be removed in the next release; "
+        "write KEY=VALUE after the arguments"
+    )
+
+
+def test_data_help_lists_pretokenize(capsys):
+    code, out, _ = run(capsys, "data", "--help")
+    assert code == 0 and "pretokenize" in out and "sample" in out and "export" in out

@@ -183,9 +183,9 @@ def test_resume_after_kill_gives_the_same_shards(model, tmp_path):
 
 
 def test_cli(model, tmp_path, capsys):
-    args = ["data", "pretokenize", "synthetic", "-t", str(model), "-o", str(tmp_path / "s")]
-    assert main([*args, "--set", "num_stories=300", "-j", "1", "--val-stories", "10"]) == 0
+    args = ["data", "pretokenize", "synthetic", "-z", str(model), "-o", str(tmp_path / "s")]
+    assert main([*args, "num_stories=300", "-j", "1", "--val-stories", "10"]) == 0
     ss = ShardSet(tmp_path / "s")
     assert ss.manifest["counts"]["val"]["stories"] == 10
-    assert main([*args, "--set", "num_stories=300", "--val-fraction", "2"]) == 1
+    assert main([*args, "num_stories=300", "--val-fraction", "2"]) == 1
     assert "val-fraction" in capsys.readouterr().err

@@ -29,8 +29,8 @@ def _ckpt(tmp_path, model, tokenizer=None):
     return path
 
 
-def _run(capsys, *argv):
-    rc = main(["export", *map(str, argv)])
+def _run(capsys, checkpoint, out, *argv):
+    rc = main(["export", str(checkpoint), "-o", str(out), *map(str, argv)])
     return rc, capsys.readouterr().err
 
 
@@ -177,3 +177,29 @@ def test_never_replaces_a_foreign_directory_or_the_input(tmp_path, capsys, make_
     rc, err = _run(capsys, ckpt, ckpt, "--format", "llama2c")
     assert rc == 1 and "overwrite the checkpoint" in " ".join(err.split())
     assert _leftovers(tmp_path, {"ckpt.pt", "runs"}) == []
+
+
+def test_positional_out_still_works_with_one_deprecation_line(tmp_path, capsys, make_model):
+    ckpt = _ckpt(tmp_path, make_model(3, dim=32, n_layers=1, n_heads=4, vocab_size=48))
+    assert main(["export", str(ckpt), str(tmp_path / "a.bin"), "format=llama2c"]) == 0
+    err = capsys.readouterr().err
+    assert f"deprecated: a positional OUT ({tmp_path / 'a.bin'})" in " ".join(err.split())
+    assert load_any(tmp_path / "a.bin").format == "llama2c"
+
+
+@pytest.mark.parametrize(
+    ("out", "fmt", "message"),
+    [
+        ("m.bin", "gguf", "a .bin name for format gguf, which writes a GGUF file"),
+        ("m.bin", "hf", "a .bin name for format hf, which writes a directory"),
+        ("m.gguf", "llama2c-int8", "a .gguf name for format llama2c-int8"),
+    ],
+)
+def test_an_extension_that_contradicts_the_format_is_an_error(
+    tmp_path, capsys, make_model, out, fmt, message
+):
+    # issue 16 (6): `export … out/m.gguf --format llama2c` used to write a llama2c file
+    ckpt = _ckpt(tmp_path, make_model(3, dim=32, n_layers=1, n_heads=4, vocab_size=48))
+    rc, err = _run(capsys, ckpt, tmp_path / out, "--format", fmt)
+    assert rc == 1 and message in " ".join(err.split()), err
+    assert not (tmp_path / out).exists()

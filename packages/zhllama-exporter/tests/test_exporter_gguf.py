@@ -50,8 +50,8 @@ def _ckpt(folder, model, tokenizer=None):
     return path
 
 
-def _run(capsys, *argv):
-    rc = main(["export", *map(str, argv)])
+def _run(capsys, checkpoint, out, *argv):
+    rc = main(["export", str(checkpoint), "-o", str(out), *map(str, argv)])
     return rc, capsys.readouterr().err
 
 

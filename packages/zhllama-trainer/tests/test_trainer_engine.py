@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from zhllama.cli import main
-from zhllama.engines import EngineConfig, SampleSettings
+from zhllama.contracts import EngineConfig, SampleSettings
 from zhllama.registry import get_registry
 from zhllama_trainer.sampling import Sampler, XorShiftRng, sample_top_p
 

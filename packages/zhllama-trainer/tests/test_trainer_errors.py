@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from zhllama.cli import main
 from zhllama.errors import ZhllamaError
+from zhllama_trainer.checkpoint import load_model
 from zhllama_trainer.config import make_config
 from zhllama_trainer.model import ModelArgs
 from zhllama_trainer.train import train
@@ -18,7 +19,7 @@ def test_unknown_key_lists_the_known_ones() -> None:
 
 
 def test_unknown_size() -> None:
-    with pytest.raises(ZhllamaError, match="unknown size '7B'; presets: tiny, 15M, 42M, 110M"):
+    with pytest.raises(ZhllamaError, match="unknown size '7B'; presets: 110M, 15M, 42M, tiny"):
         make_config("7B")
 
 
@@ -47,20 +48,6 @@ def test_vocab_mismatch_between_data_and_model(shards: Path, tmp_path: Path, sma
         train(make_config("15M", settings))
 
 
-def test_presets_take_the_vocab_from_the_data(
-    shards: Path, tmp_path: Path, small: dict, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # `zhllama train size=42M data_dir=…` on data of a 1500-piece tokenizer: no vocab setting
-    settings = {k: v for k, v in small.items() if k not in ("max_seq_len",)}
-    settings |= {"data_dir": shards, "out_dir": tmp_path / "run", "max_iters": 1,
-                 "max_seq_len": 32, "export_bin": False}  # fmt: skip
-    argv = ["train", "size=42M", *(f"{k}={v}" for k, v in settings.items())]
-    assert main(argv) == 0, capsys.readouterr().err
-    from zhllama_trainer.checkpoint import load_checkpoint
-
-    assert load_checkpoint(tmp_path / "run" / "ckpt.pt")["model_args"]["vocab_size"] == 1500
-
-
 def test_cli_reports_errors_in_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # key=value items and --key value options mix, as `just train` forwards them
     argv = ["train", "size=tiny", "--max-iters", "3", f"--data-dir={tmp_path / 'none'}"]
@@ -69,3 +56,23 @@ def test_cli_reports_errors_in_one_line(capsys: pytest.CaptureFixture[str], tmp_
     assert "no pretokenized data here" in err and "Traceback" not in err
     assert main(["train", "--size", "tiny", "bogus=1"]) == 1
     assert "unknown setting bogus" in capsys.readouterr().err
+
+
+def test_vocab_comes_from_the_data_unless_set(shards: Path, tmp_path: Path, small: dict, capsys):
+    # issue 16 (12): `zhllama train size=42M data_dir=…` on 1500-token data just trains
+    items = [f"{k}={v}" for k, v in small.items()] + [f"data_dir={shards}", "max_iters=1"]
+    assert main(["train", "size=15M", *items, f"out_dir={tmp_path / 'a'}"]) == 0
+    assert load_model(tmp_path / "a" / "ckpt.pt")[1].vocab_size == 1500
+    capsys.readouterr()
+    assert main(["train", "size=15M", *items, "vocab_size=5000", "-o", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert "vocab_size=5000 but the data" in err and "set vocab_size=1500" in err
+    assert "--data-dir" not in err
+
+
+def test_old_spellings_work_with_one_deprecation_line(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--size", "tiny", f"--data-dir={tmp_path / 'none'}"]) == 1
+    err = capsys.readouterr().err
+    assert "deprecated: --size VALUE" in err and "write size=VALUE" in err
+    assert "deprecated: --data-dir VALUE" in err
+    assert "no pretokenized data here" in err and "set data_dir=FOLDER" in err

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from zhllama.atomic import atomic_write_json
+from zhllama.contracts import RandomAccessSource, Source, Tokenizer
 from zhllama.errors import ZhllamaError
 from zhllama.registry import get_registry
 
@@ -123,15 +124,19 @@ def layout_stories(ids: list[list[int]], bos: int, eos: int | None, dtype: str) 
 
 
 def encode_chunk(
-    chunk: Chunk, tok: Any = None, source: Any = None, eos: bool | None = None
+    chunk: Chunk,
+    tok: Tokenizer | None = None,
+    source: Source | None = None,
+    eos: bool | None = None,
 ) -> Encoded:
     tok = tok or _worker["tok"]
     eos = _worker["eos"] if eos is None else eos
     if chunk.texts is not None:
         all_texts = chunk.texts
     else:
-        source = source or _worker["source"]
-        all_texts = [source.story(i) for i in chunk.numbers.tolist()]  # type: ignore[union-attr]
+        # numbers instead of texts: _chunks saw a RandomAccessSource
+        reader: RandomAccessSource = source or _worker["source"]  # type: ignore[assignment]
+        all_texts = [reader.story(i) for i in chunk.numbers.tolist()]  # type: ignore[union-attr]
     dtype = dtype_for_vocab(tok.vocab_size)
     ids, counts = {}, {}
     for k, split in enumerate(SPLITS):
@@ -210,7 +215,7 @@ class _ShardWriter:
 
 
 def _manifest(
-    tok: Any,
+    tok: Tokenizer,
     model: Path,
     out: Path,
     source: str,
@@ -239,7 +244,7 @@ def _manifest(
     }
 
 
-def _resume_state(out: Path, tok: Any, source: str, opts: PretokenizeOptions) -> dict | None:
+def _resume_state(out: Path, tok: Tokenizer, source: str, opts: PretokenizeOptions) -> dict | None:
     if not (out / MANIFEST).exists():
         return None
     old = read_manifest(out)
@@ -258,16 +263,12 @@ def _resume_state(out: Path, tok: Any, source: str, opts: PretokenizeOptions) ->
     return old
 
 
-def random_access(source: Any) -> bool:
-    """Sources with `story(i)` and `len()` let workers read their own stories."""
-    return callable(getattr(source, "story", None)) and hasattr(source, "__len__")
-
-
-def _chunks(source: Any, opts: PretokenizeOptions, skip: dict[str, int]) -> Iterator[Chunk]:
-    """Chunks of the story stream, leaving out stories already in written shards."""
+def _chunks(source: Source, opts: PretokenizeOptions, skip: dict[str, int]) -> Iterator[Chunk]:
+    """Chunks of the story stream, leaving out stories already in written shards. A
+    random-access source's chunks carry story numbers: the workers read the texts themselves."""
     start_chunk = min(skip.values()) // opts.chunk_stories
     size = opts.chunk_stories
-    if random_access(source):
+    if isinstance(source, RandomAccessSource):
         n = len(source)
         for index in range(start_chunk, -(-n // size)):
             yield _make_chunk(index, min(size, n - index * size), None, opts, skip)
@@ -310,8 +311,8 @@ def pretokenize(
     console = console or Console(stderr=True)
     registry = get_registry()
     model = Path(model)
-    tok = registry.create("tokenizers", opts.tokenizer_component, model=model)
-    source = registry.create("sources", source_name, **opts.source_settings)
+    tok: Tokenizer = registry.create("tokenizers", opts.tokenizer_component, model=model)
+    source: Source = registry.create("sources", source_name, **opts.source_settings)
     out = Path(out)
     old = _resume_state(out, tok, source_name, opts)
     if old is not None and old.get("complete"):
@@ -390,9 +391,9 @@ def _encode_all(
     chunks: Iterator[Chunk],
     model: Path,
     source_name: str,
-    source: Any,
+    source: Source,
     opts: PretokenizeOptions,
-    tok: Any,
+    tok: Tokenizer,
 ) -> Iterator[Encoded]:
     """Encode chunks in order; with workers, keep a bounded number of tasks in flight."""
     if opts.workers <= 1:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
-from zhllama.config import build_config, parse_overrides
+from zhllama.cli_options import out_option, output, settings
+from zhllama.config import build_config
+from zhllama.contracts import Exporter
 from zhllama.errors import ZhllamaError
 from zhllama.registry import get_registry
 
@@ -18,12 +21,21 @@ console = Console(stderr=True)
 def export(
     checkpoint: Annotated[
         Path,
-        typer.Argument(help="ckpt.pt, a llama2c .bin (v0/v1/v2), a .gguf or an HF directory"),
+        typer.Argument(
+            metavar="CHECKPOINT",
+            help="ckpt.pt, a llama2c .bin (v0/v1/v2), a .gguf or an HF directory",
+        ),
     ],
-    out: Annotated[Path, typer.Argument(help="output .bin or .gguf file, or directory for hf")],
-    settings: Annotated[
+    items: Annotated[
         list[str] | None,
-        typer.Argument(help="more settings as key=value (format=, dtype=, group_size=, ...)"),
+        typer.Argument(
+            metavar="KEY=VALUE",
+            help="settings (format=, dtype=, group_size=, tokenizer=, weights_only=)",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, out_option("output .bin or .gguf file, or directory for hf")
     ] = None,
     fmt: Annotated[
         str | None,
@@ -44,6 +56,7 @@ def export(
         Path | None,
         typer.Option(
             "--tokenizer",
+            "-z",
             help="sentencepiece .model to ship with hf or gguf (gguf also takes a llama2.c "
             "tok.bin); default: the checkpoint's",
         ),
@@ -60,16 +73,20 @@ def export(
 ) -> None:
     """Export a model to llama2.c's .bin formats, a HuggingFace directory or GGUF.
 
-    Example: [bold]zhllama export runs/15M/ckpt.pt model.bin --format llama2c[/bold];
-    [bold]zhllama export runs/15M/ckpt.pt model.gguf --dtype q8_0[/bold] (for llama.cpp)
+    Example: [bold]zhllama export runs/15M/ckpt.pt -o model.bin --format llama2c[/bold];
+    [bold]zhllama export runs/15M/ckpt.pt -o model.gguf --dtype q8_0[/bold] (for llama.cpp)
     """
     from zhllama_exporter.components import ExportConfig
     from zhllama_exporter.load import load_any
 
-    values = parse_overrides(list(settings or []))
+    items = list(items or [])
+    positional = None
+    if items and "=" not in items[0] and not items[0].startswith("-"):
+        positional, items = Path(items[0]), items[1:]  # CKPT OUT, as earlier releases had it
+    out = output(out, positional, "OUT")
+    values = settings(items)
     name = fmt or values.pop("format", None) or ("gguf" if out.suffix == ".gguf" else "llama2c")
-    if out.suffix == ".gguf" and name != "gguf":
-        raise ZhllamaError(f"{out}: a .gguf name for format {name}; use --format gguf")
+    _check_suffix(out, name)
     for key, value in (("dtype", dtype), ("tokenizer", tokenizer), ("group_size", group_size)):
         if value is not None:
             values[key] = value
@@ -80,79 +97,44 @@ def export(
     if name not in registry.components("exporters"):
         known = ", ".join(registry.components("exporters"))
         raise ZhllamaError(f"unknown export format {name!r}; formats: {known}")
-    exporter = registry.create("exporters", name, config)  # checks the settings first
+    exporter: Exporter = registry.create("exporters", name, config)  # checks the settings
 
     if out.exists() and checkpoint.exists() and out.resolve() == checkpoint.resolve():
         raise ZhllamaError(f"{out}: the output would overwrite the checkpoint being exported")
     with console.status(f"reading {checkpoint}"):
         loaded = load_any(checkpoint)
-    if name == "hf" and config.tokenizer is None and loaded.tokenizer is not None:
-        if loaded.tokenizer.is_file():
-            config.tokenizer = loaded.tokenizer
-            console.print(f"tokenizer from the checkpoint: {loaded.tokenizer}")
-        else:
-            console.print(f"[yellow]the checkpoint's tokenizer {loaded.tokenizer} is missing[/]")
     if loaded.format == "gguf":
         tok = loaded.vocab.describe() if loaded.vocab else "no tokenizer"
         console.print(f"read {checkpoint}: gguf, {loaded.dtype}; tokenizer: {tok}", soft_wrap=True)
+    with console.status(f"writing {out} ({name})"):
+        result = exporter.export(loaded, out)
+    for note in result.notes:
+        console.print(note, soft_wrap=True, highlight=False, markup=False)
+    for warning in result.warnings:
+        console.print(f"[yellow]note:[/] {escape(warning)}", soft_wrap=True, highlight=False)
     s = loaded.weights.shape
-    if name == "gguf":
-        _export_gguf(exporter, loaded, checkpoint, out)
-    else:
-        with console.status(f"writing {out} ({name})"):
-            exporter.export_weights(loaded.weights, out)
-    dtype_label = {
-        "hf": config.dtype,
-        "gguf": getattr(exporter, "dtype", ""),
-        "llama2c-int8": "int8",
-    }
     console.print(
-        f"[green]wrote[/] {out} ({name}, {dtype_label.get(name, 'fp32')}) from "
+        f"[green]wrote[/] {out} ({name}, {result.label}) from "
         f"{loaded.format} {checkpoint}: dim {s.dim}, hidden {s.hidden_dim}, layers {s.n_layers}, "
         f"heads {s.n_heads}/{s.n_kv_heads}, vocab {s.vocab_size}, seq {s.max_seq_len}, "
         f"{'shared' if s.shared_classifier else 'separate'} classifier"
     )
-    if name == "llama2c-int8" and report:
-        _print_quant_report(loaded.weights, out)
+    if result.group_size is not None and report:
+        _print_quant_report(loaded.weights, result.group_size)
 
 
-def _export_gguf(exporter: Any, loaded: Any, checkpoint: Path, out: Path) -> None:
-    """The GGUF export with its tokenizer: the one asked for, else the source's own."""
-    from zhllama_exporter.gguf_format import find_vocab
-
-    vocab, where = None, ""
-    config = exporter.config
-    if config.tokenizer is None and not config.weights_only:
-        vocab, where = find_vocab(
-            checkpoint, loaded.tokenizer, loaded.vocab, loaded.weights.shape.vocab_size
-        )
-        if vocab is None:
-            raise ZhllamaError(
-                f"{checkpoint}: no tokenizer found for the GGUF (tried {where}); pass "
-                "--tokenizer TOK.model (or a llama2.c tok.bin), or --weights-only"
-            )
-        console.print(f"tokenizer: {where}", soft_wrap=True, highlight=False)
-    with console.status(f"writing {out} (gguf)"):
-        fallbacks = exporter.export_weights(loaded.weights, out, vocab)
-    if fallbacks:
-        console.print(
-            f"[yellow]note:[/] {len(fallbacks)} matrices stored f16: their rows are not a "
-            f"multiple of 32 long, as q8_0 needs ({', '.join(fallbacks[:3])}, ...)"
-        )
-    int8 = loaded.weights.int8
-    if int8 is not None and exporter.dtype == "q8_0":
-        console.print(
-            f"q8_0 blocks keep the int8 values of {checkpoint} (groups of {int8.group_size})"
-        )
-    if config.weights_only:
-        console.print("[yellow]note:[/] no tokenizer in the GGUF (--weights-only)")
+def _check_suffix(out: Path, fmt: str) -> None:
+    """An output name whose extension says another format is a mistake, not a file to write."""
+    if out.suffix == ".gguf" and fmt != "gguf":
+        raise ZhllamaError(f"{out}: a .gguf name for format {fmt}; use --format gguf")
+    if out.suffix == ".bin" and fmt in ("gguf", "hf"):
+        what = "a GGUF file: name it .gguf" if fmt == "gguf" else "a directory: give a folder name"
+        raise ZhllamaError(f"{out}: a .bin name for format {fmt}, which writes {what}")
 
 
-def _print_quant_report(weights: object, out: Path) -> None:
-    from zhllama_exporter.llama2c import read_group_size
+def _print_quant_report(weights: object, gs: int) -> None:
     from zhllama_exporter.report import by_kind, quant_report
 
-    gs = read_group_size(out)
     table = Table(title=f"int8 quantization error, group size {gs}")
     for col in ("tensor", "max |err|", "mean |err|", "max err / (scale/2)"):
         table.add_column(col, justify="left" if col == "tensor" else "right")

@@ -1,8 +1,9 @@
 """The exporter components (`zhllama.exporters`): one per format, light to import.
 
-Each factory takes an `ExportConfig` and returns an exporter with `export(model, out)` and
-`read(path)`. The format modules (and with them torch, numpy, safetensors) are imported only
-when a factory runs, so `zhllama plugins` stays fast.
+Each factory takes an `ExportConfig` and returns an exporter following
+`zhllama.contracts.Exporter`: `export(model, out)` and `read(path)`. The format modules (and
+with them torch, numpy, safetensors) are imported only when a factory runs, so `zhllama
+plugins` stays fast.
 """
 
 from __future__ import annotations
@@ -30,12 +31,20 @@ class ExportConfig:
     weights_only: bool = False
 
 
+# Every format this package registers, with its description: the one list of them (the entry
+# points in pyproject.toml name these components; exporters.EXPORTERS holds the classes).
+FORMATS: dict[str, str] = {
+    "llama2c": "llama2.c version 0 .bin (fp32, RoPE tables; what run.c and tinyllamas use)",
+    "llama2c-v1": "llama2.c version 1 .bin (fp32 with a 256-byte header)",
+    "llama2c-int8": "llama2.c version 2 .bin (int8 Q8_0 groups dividing dim and hidden)",
+    "hf": "HuggingFace LlamaForCausalLM directory (safetensors fp32/fp16/bf16, configs, tokenizer)",
+    "gguf": "GGUF for llama.cpp, ollama and LM Studio (f32/f16/bf16/q8_0, sentencepiece "
+    "tokenizer inside)",
+}
+
+
 def _factory(fmt: str) -> Callable[[ExportConfig], Any]:
     def make(config: ExportConfig) -> Any:
-        if fmt == "gguf":
-            from zhllama_exporter.gguf_format import GgufExporter
-
-            return GgufExporter(config)
         from zhllama_exporter.exporters import make_exporter
 
         return make_exporter(fmt, config)
@@ -43,33 +52,9 @@ def _factory(fmt: str) -> Callable[[ExportConfig], Any]:
     return make
 
 
-LLAMA2C = Component(
-    "llama2c",
-    "llama2.c version 0 .bin (fp32, RoPE tables; what run.c and tinyllamas use)",
-    _factory("llama2c"),
-    ExportConfig,
-)
-LLAMA2C_V1 = Component(
-    "llama2c-v1",
-    "llama2.c version 1 .bin (fp32 with a 256-byte header)",
-    _factory("llama2c-v1"),
-    ExportConfig,
-)
-LLAMA2C_INT8 = Component(
-    "llama2c-int8",
-    "llama2.c version 2 .bin (int8 Q8_0 groups dividing dim and hidden)",
-    _factory("llama2c-int8"),
-    ExportConfig,
-)
-HF = Component(
-    "hf",
-    "HuggingFace LlamaForCausalLM directory (safetensors fp32/fp16/bf16, configs, tokenizer)",
-    _factory("hf"),
-    ExportConfig,
-)
-GGUF = Component(
-    "gguf",
-    "GGUF for llama.cpp, ollama and LM Studio (f32/f16/bf16/q8_0, sentencepiece tokenizer inside)",
-    _factory("gguf"),
-    ExportConfig,
-)
+COMPONENTS = {name: Component(name, d, _factory(name), ExportConfig) for name, d in FORMATS.items()}
+LLAMA2C = COMPONENTS["llama2c"]
+LLAMA2C_V1 = COMPONENTS["llama2c-v1"]
+LLAMA2C_INT8 = COMPONENTS["llama2c-int8"]
+HF = COMPONENTS["hf"]
+GGUF = COMPONENTS["gguf"]

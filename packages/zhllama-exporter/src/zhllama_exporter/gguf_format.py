@@ -24,9 +24,8 @@ import torch
 from zhllama.atomic import atomic_path
 from zhllama.errors import ZhllamaError
 
-from zhllama_exporter.components import ExportConfig
 from zhllama_exporter.gguf_vocab import Vocab, from_gguf_fields, load_vocab
-from zhllama_exporter.weights import LAYER_MATRICES, LAYER_NORMS, Shape, Weights, from_model
+from zhllama_exporter.weights import LAYER_MATRICES, LAYER_NORMS, Shape, Weights
 
 ARCH = "llama"
 ROPE_BASE = 10000.0
@@ -280,54 +279,7 @@ def read_gguf(path: Path) -> GgufModel:
     return GgufModel(Weights(shape, out), dtype, vocab, str(fields.get("general.name", "")))
 
 
-# ---------------------------------------------------------------------------------- exporter
-
-
-@dataclass
-class GgufExporter:
-    """The `gguf` exporter: `export(model, out)` / `export_weights(w, out, vocab)` write a GGUF,
-    `read(path)` / `read_weights(path)` load one. The tokenizer is `config.tokenizer` (a .model
-    or a llama2.c .bin), else the `vocab` passed in; without one the export fails unless
-    `config.weights_only` asks for a file without a tokenizer."""
-
-    config: ExportConfig
-    format: str = "gguf"
-
-    def __post_init__(self) -> None:
-        self.dtype = gguf_dtype(self.config.dtype)
-        if self.config.group_size is not None:
-            raise ZhllamaError("group size only applies to llama2c-int8; gguf q8_0 blocks are 32")
-        tok = self.config.tokenizer
-        if tok is not None and not Path(tok).is_file():
-            raise ZhllamaError(f"{tok}: no such tokenizer file")
-        if tok is not None and self.config.weights_only:
-            raise ZhllamaError("--tokenizer and --weights-only contradict each other")
-
-    def export(self, model: torch.nn.Module, out: Path) -> None:
-        self.export_weights(from_model(model), Path(out))
-
-    def export_weights(self, w: Weights, out: Path, vocab: Vocab | None = None) -> list[str]:
-        out = Path(out)
-        if out.is_dir():
-            raise ZhllamaError(f"{out}: is a directory; gguf writes one file")
-        if self.config.tokenizer is not None:
-            vocab = load_vocab(Path(self.config.tokenizer), w.shape.vocab_size)
-        if self.config.weights_only:
-            vocab = None
-        elif vocab is None:
-            raise ZhllamaError(
-                f"{out}: no tokenizer to put in the GGUF; pass --tokenizer TOK.model (or a "
-                "llama2.c tok.bin), or --weights-only for a file without one"
-            )
-        return write_gguf(w, out, self.dtype, vocab, out.stem)
-
-    def read_weights(self, path: Path) -> Weights:
-        return read_gguf(Path(path)).weights
-
-    def read(self, path: Path) -> torch.nn.Module:
-        from zhllama_exporter.weights import to_model
-
-        return to_model(self.read_weights(Path(path)), str(path))
+# ------------------------------------------------------------------------- finding a tokenizer
 
 
 def find_vocab(

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from zhllama.errors import ZhllamaError
 
 from zhllama_exporter import llama2c
 from zhllama_exporter.exporters import make_exporter
 from zhllama_exporter.gguf_format import read_gguf
-from zhllama_exporter.gguf_vocab import Vocab
-from zhllama_exporter.weights import Weights, from_model
+from zhllama_exporter.weights import Loaded, from_model
 
-
-@dataclass
-class Loaded:
-    weights: Weights
-    format: str  # "ckpt" or an export format name
-    tokenizer: Path | None = None  # the trainer's tokenizer .model, when a ckpt.pt names one
-    vocab: Vocab | None = None  # the tokenizer a GGUF file holds
-    dtype: str = "fp32"  # how a gguf or int8 source stored its matrices (others: fp32)
-    training: dict[str, Any] | None = None  # a ckpt.pt's iter_num, best_val_loss, best_iter
+__all__ = ["Loaded", "load_any", "sniff_format"]
 
 
 def sniff_format(path: Path) -> str:
@@ -53,15 +42,14 @@ def load_any(path: Path) -> Loaded:
     fmt = sniff_format(path)
     if fmt == "gguf":
         g = read_gguf(path)
-        return Loaded(g.weights, fmt, vocab=g.vocab, dtype=g.dtype)
-    if fmt == "llama2c-int8":
-        return Loaded(make_exporter(fmt).read_weights(path), fmt, dtype="int8")
+        return Loaded(g.weights, fmt, path, vocab=g.vocab, dtype=g.dtype)
     if fmt != "ckpt":
-        return Loaded(make_exporter(fmt).read_weights(path), fmt)
+        dtype = "int8" if fmt == "llama2c-int8" else "fp32"
+        return Loaded(make_exporter(fmt).read_weights(path), fmt, path, dtype=dtype)
     from zhllama_trainer.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(path)
     model = model_from_checkpoint(ckpt, path)
     tok = ckpt.get("tokenizer")
     training = {k: ckpt.get(k) for k in ("iter_num", "best_val_loss", "best_iter")}
-    return Loaded(from_model(model), fmt, Path(tok) if tok else None, training=training)
+    return Loaded(from_model(model), fmt, path, Path(tok) if tok else None, training=training)

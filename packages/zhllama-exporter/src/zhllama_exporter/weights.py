@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from zhllama.errors import ZhllamaError
+
+if TYPE_CHECKING:
+    from zhllama_exporter.gguf_vocab import Vocab
 
 # Per-layer tensors, in the order llama2.c writes them.
 LAYER_NORMS = ("attention_norm", "ffn_norm")
@@ -110,6 +114,30 @@ class Weights:
     def classifier(self) -> torch.Tensor:
         key = "tok_embeddings.weight" if self.shape.shared_classifier else "output.weight"
         return self.tensors[key]
+
+
+@dataclass
+class Loaded:
+    """A model read from a file, as exporters take it: the weights, and what the source says
+    about its tokenizer (the `.model` a ckpt.pt names, the vocabulary a GGUF holds)."""
+
+    weights: Weights
+    format: str  # "ckpt", "torch" (a model in memory) or an export format name
+    path: Path | None = None  # the file it came from
+    tokenizer: Path | None = None  # the trainer's tokenizer .model, when a ckpt.pt names one
+    vocab: Vocab | None = None  # the tokenizer a GGUF file holds
+    dtype: str = "fp32"  # how a gguf or int8 source stored its matrices (others: fp32)
+    training: dict[str, Any] | None = None  # a ckpt.pt's iter_num, best_val_loss, best_iter
+
+
+def as_loaded(model: Any) -> Loaded:
+    """What an exporter's `export(model, out)` accepts, as one type: a torch Transformer (or its
+    DDP / torch.compile wrapper), a `Weights`, or a `Loaded`."""
+    if isinstance(model, Loaded):
+        return model
+    if isinstance(model, Weights):
+        return Loaded(model, "weights")
+    return Loaded(from_model(model), "torch")
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -7,9 +7,16 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from zhllama.cli_options import (
+    OldSetOpt,
+    SettingsArg,
+    deprecated,
+    open_source,
+    out_option,
+    settings,
+)
 from zhllama.config import parse_overrides
 from zhllama.errors import ZhllamaError
-from zhllama.registry import get_registry
 
 app = typer.Typer(
     help="Train a sentencepiece tokenizer, export it (llama2.c tok.bin, HuggingFace), report.",
@@ -18,22 +25,18 @@ app = typer.Typer(
 )
 console = Console()
 
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="source setting key=value (repeatable), e.g. num_stories=2000"),
-]
-
-
-def _source(name: str, settings: list[str] | None):
-    return get_registry().create("sources", name, **parse_overrides(settings or []))
+SP_PREFIX = "sp."  # `sp.KEY=VALUE`: a sentencepiece trainer option, not a source setting
 
 
 @app.command()
 def train(
-    source: Annotated[str, typer.Argument(help="corpus source component, e.g. synthetic")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("data"),
+    source: Annotated[
+        str, typer.Argument(metavar="SOURCE", help="corpus source component, e.g. synthetic")
+    ],
+    items: SettingsArg = None,
+    out: Annotated[Path, out_option("output folder")] = Path("data"),
     vocab_size: Annotated[int, typer.Option("--vocab-size", "-v")] = 5000,
-    settings: SetOpt = None,
+    old_set: OldSetOpt = None,
     max_sentences: Annotated[
         int, typer.Option("--max-sentences", help="lines handed to the trainer, at most")
     ] = 1_000_000,
@@ -41,36 +44,38 @@ def train(
         int, typer.Option("--heldout-stories", help="stories held out for the report")
     ] = 500,
     name: Annotated[str | None, typer.Option("--name", help="file stem (tok{vocab})")] = None,
-    sp: Annotated[
-        list[str] | None,
-        typer.Option("--sp", help="sentencepiece option key=value (repeatable)"),
-    ] = None,
+    old_sp: Annotated[list[str] | None, typer.Option("--sp", hidden=True)] = None,
 ) -> None:
     """Train a sentencepiece BPE tokenizer on a corpus source (seed settings by default).
 
-    Writes DIR/tokN.model, .vocab, .bin (llama2.c) and .report.json (held-out figures).
+    KEY=VALUE items are the source's settings; sp.KEY=VALUE items are sentencepiece trainer
+    options (e.g. sp.character_coverage=0.9995). Writes DIR/tokN.model, .vocab, .bin (llama2.c)
+    and .report.json (held-out figures).
 
-    Example: [bold]zhllama tokenizer train synthetic --vocab-size 5000 --out data[/bold]
+    Example: [bold]zhllama tokenizer train synthetic num_stories=2000 -v 2048 -o data[/bold]
     """
     from zhllama_tokenizer.train import TrainOptions, train_tokenizer
 
     if vocab_size < 4:
         raise ZhllamaError(f"--vocab-size {vocab_size} is too small")
-    overrides = {k: v for k, v in parse_overrides(sp or []).items()}
-    opts = TrainOptions(vocab_size, max_sentences, heldout_stories, name=name, sp=overrides)
-    result = train_tokenizer(_source(source, settings), out, opts, console)
+    values = settings(items, old_set)
+    sp = {k[len(SP_PREFIX) :]: v for k, v in values.items() if k.startswith(SP_PREFIX)}
+    if old_sp:
+        deprecated("--sp KEY=VALUE", "sp.KEY=VALUE")
+        sp = {**parse_overrides(old_sp), **sp}
+    values = {k: v for k, v in values.items() if not k.startswith(SP_PREFIX)}
+    opts = TrainOptions(vocab_size, max_sentences, heldout_stories, name=name, sp=sp)
+    result = train_tokenizer(open_source(source, values), out, opts, console)
     console.print(f"wrote {result.model}, {result.bin} and {result.report_path}")
 
 
 @app.command()
 def export(
-    model: Annotated[Path, typer.Argument(help="sentencepiece .model file")],
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="sentencepiece .model file")],
     format: Annotated[
         str, typer.Option("--format", "-f", help="llama2c, llama2c-latin1 (old bytes) or hf")
     ] = "llama2c",
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="output file (folder for hf)")
-    ] = None,
+    out: Annotated[Path | None, out_option("output file (folder for hf)")] = None,
     model_max_length: Annotated[
         int | None, typer.Option("--model-max-length", help="hf: the model's context")
     ] = None,
@@ -94,20 +99,27 @@ def export(
 
 @app.command()
 def report(
-    model: Annotated[Path, typer.Argument(help="sentencepiece .model file")],
-    source: Annotated[str, typer.Option("--source", "-s", help="corpus source")] = "synthetic",
-    settings: SetOpt = None,
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="sentencepiece .model file")],
+    items: SettingsArg = None,
+    source: Annotated[str, typer.Option("--source", help="corpus source")] = "synthetic",
+    old_source: Annotated[str | None, typer.Option("-s", hidden=True)] = None,
+    old_set: Annotated[list[str] | None, typer.Option("--set", hidden=True)] = None,
     stories: Annotated[int, typer.Option("--stories", "-n", help="stories to encode")] = 500,
 ) -> None:
     """Characters per token, byte-fallback share and merges of a tokenizer on a source.
 
-    Example: [bold]zhllama tokenizer report data/tok5000.model --source synthetic[/bold]
+    KEY=VALUE items are the source's settings.
+
+    Example: [bold]zhllama tokenizer report data/tok5000.model --source synthetic seed=3[/bold]
     """
+    if old_source is not None:
+        deprecated("-s for the source", "--source (-s is the seed)")
+        source = old_source
     from itertools import islice
 
     from zhllama_tokenizer.report import print_report, tokenizer_report
     from zhllama_tokenizer.spm import load_processor
 
     sp_model, _ = load_processor(model)
-    texts = list(islice(_source(source, settings).stories(), stories))
+    texts = list(islice(open_source(source, settings(items, old_set)).stories(), stories))
     print_report(tokenizer_report(sp_model, texts), console, title=f"{model} on {source}")

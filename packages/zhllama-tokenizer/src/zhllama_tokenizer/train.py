@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ import sentencepiece as spm
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from zhllama.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from zhllama.contracts import Source
 from zhllama.errors import ZhllamaError
 
 from zhllama_tokenizer.binfile import export_llama2c
@@ -133,7 +135,7 @@ class _Sampler:
 
 
 def train_tokenizer(
-    source: Any, out_dir: Path, opts: TrainOptions, console: Console | None = None
+    source: Source, out_dir: Path, opts: TrainOptions, console: Console | None = None
 ) -> TrainResult:
     """Train on `source` (a corpus source component); write model, vocab, tok.bin, report."""
     console = console or Console(stderr=True)
@@ -188,8 +190,10 @@ def train_tokenizer(
 def _short(e: BaseException) -> str:
     # sentencepiece messages start with "INTERNAL: src/file.cc(123) [condition] " before the text
     msg = str(e)
-    return msg.split("] ", 1)[1] if "] " in msg else msg
+    msg = msg.split("] ", 1)[1] if "] " in msg else msg
+    # its hints name its own flags (`--character_coverage option`); ours are sp.KEY=VALUE items
+    return re.sub(r"with --(\w+) option", r"with sp.\1=…", msg)
 
 
-def _name(source: Any) -> str:
+def _name(source: Source) -> str:
     return str(getattr(source, "name", source))

@@ -1,10 +1,9 @@
 """ckpt.pt: the trainer's checkpoint, written atomically and read back with clear errors.
 
-A checkpoint is a `torch.save`d dict (contract 4): "model" (state_dict), "model_args"
-(asdict(ModelArgs)), "config" (the train config as a dict), "iter_num", "best_val_loss",
-"optimizer", "rng", "data_state", "tokenizer" (path of the tokenizer .model, or None) and
-"best_iter" (the iteration of the best validation loss: when it equals "iter_num", these are
-the weights run/model.bin must hold).
+A checkpoint is a `torch.save`d dict, its keys documented in zhllama-trainer's README
+("ckpt.pt"): "model" (state_dict), "model_args" (asdict(ModelArgs)), "config" (the train config
+as a dict), "iter_num", "best_val_loss", "best_iter", "optimizer", "rng", "data_state",
+"tokenizer" (path of the tokenizer .model, or None) and "tokenizer_sha256".
 Everything in it is plain data (tensors, numbers, strings, dicts), so it loads with
 `weights_only=True` and no pickled code ever runs.
 """

@@ -1,4 +1,5 @@
-"""Registry entries of zhllama-trainer: the size presets and the `torch` engine.
+"""Registry entries of zhllama-trainer: the size presets (each a zhllama.contracts.Preset of
+presets.py's values) and the `torch` engine.
 
 Light module: torch is imported only inside the engine factory.
 """
@@ -7,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from zhllama.engines import EngineConfig
+from zhllama.contracts import EngineConfig, Preset, PresetSettings
 from zhllama.registry import Component
 
-from zhllama_trainer.config import TrainConfig, make_config
 from zhllama_trainer.presets import PRESETS
 
 
@@ -23,10 +23,10 @@ def _preset(name: str) -> Component:
         f"{p['max_iters']:,} iters"
     )
 
-    def make() -> TrainConfig:
-        return make_config(name)
+    def make() -> Preset:
+        return PresetSettings(name, dict(p))
 
-    return Component(name, desc, make, None, {"values": dict(p)})
+    return Component(name, desc, make)
 
 
 TINY = _preset("tiny")

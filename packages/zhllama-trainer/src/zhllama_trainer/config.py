@@ -1,6 +1,7 @@
 """TrainConfig: every setting of a training run, built from a preset plus overrides.
 
-Light module (no torch): the registry's preset components and the CLI import it.
+Light module (no torch): the CLI imports it. Presets come from the registry's `zhllama.presets`
+components (this package's are in presets.py), so a plug-in's preset trains like a built-in.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from typing import Any
 
 from zhllama.config import build_config
 from zhllama.errors import ZhllamaError
-
-from zhllama_trainer.presets import PRESETS
 
 DEFAULT_DATA_DIR = Path("data/shards")
 # How the model computes attention (Transformer.set_attention_kernel).
@@ -32,8 +31,7 @@ class TrainConfig:
     n_layers: int = 6
     n_heads: int = 6
     n_kv_heads: int | None = None
-    # None: the data manifest's (5000 on tok5000 shards); a value is only ever a check that the
-    # data agrees, so no preset sets one
+    # None: the data's (its manifest records the vocabulary); a value is checked against it
     vocab_size: int | None = None
     hidden_dim: int | None = None
     multiple_of: int = 32
@@ -113,15 +111,27 @@ class TrainConfig:
         return {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
 
 
-def preset_names() -> list[str]:
-    return list(PRESETS)
+def preset_settings(size: str) -> dict[str, Any]:
+    """The TrainConfig values of preset `size`, from the registry (a plug-in's preset too)."""
+    from zhllama.contracts import Preset
+    from zhllama.registry import get_registry
+
+    registry = get_registry()
+    if size not in registry.components("presets"):
+        known = ", ".join(registry.components("presets")) or "none installed"
+        raise ZhllamaError(f"unknown size {size!r}; presets: {known}")
+    preset = registry.create("presets", size)
+    if not isinstance(preset, Preset):
+        raise ZhllamaError(
+            f"preset {size!r} gave a {type(preset).__name__}, not a Preset "
+            "(an object with name and settings; see zhllama.contracts)"
+        )
+    return dict(preset.settings)
 
 
 def make_config(size: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The preset `size` with `overrides` (strings are converted); unknown keys are errors."""
-    if size not in PRESETS:
-        raise ZhllamaError(f"unknown size {size!r}; presets: {', '.join(PRESETS)}")
-    values: dict[str, Any] = {**PRESETS[size], "size": size}
+    values: dict[str, Any] = {**preset_settings(size), "size": size}
     config = build_config(TrainConfig, values)
     config = build_config(TrainConfig, overrides or {}, base=config)
     config.validate()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from zhllama.engines import EngineConfig, SampleSettings
+from zhllama.contracts import EngineConfig, SampleSettings
 from zhllama.errors import ZhllamaError
 from zhllama.registry import get_registry
 

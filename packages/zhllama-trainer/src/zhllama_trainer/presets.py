@@ -1,10 +1,10 @@
 """Model and training size presets: data, not code (litgpt style).
 
 Each preset is a dict of TrainConfig settings; anything not listed keeps TrainConfig's default
-(the vocab of the data, 5000 on tok5000 shards; lr 5e-4 with 1000 warmup iterations and cosine
-decay to min_lr 0, AdamW betas 0.9/0.95, weight decay 0.1, grad clip 1.0: the seed's schedule).
-The three seed models use the seed's batch sizes; every key can be overridden
-(`zhllama train --size 42M --batch_size 8`).
+(the data's vocabulary, lr 5e-4 with 1000 warmup iterations and cosine decay to min_lr 0,
+AdamW betas 0.9/0.95, weight decay 0.1, grad clip 1.0: the seed's schedule). The three seed
+models use the seed's batch sizes; every key can be overridden
+(`zhllama train size=42M batch_size=8`).
 """
 
 from __future__ import annotations

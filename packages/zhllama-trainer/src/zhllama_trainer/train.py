@@ -69,7 +69,7 @@ def open_data(c: TrainConfig) -> tuple[Any, dict[str, Any]]:
     if not manifest_path.is_file():
         raise ZhllamaError(
             f"{c.data_dir}: no pretokenized data here (no manifest.json); "
-            f"run `zhllama data pretokenize` or pass --data-dir"
+            f"run `zhllama data pretokenize` or set data_dir=FOLDER"
         )
     shards = ShardSet(c.data_dir)
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -83,8 +83,8 @@ def model_args_for(c: TrainConfig, data_vocab: int) -> ModelArgs:
     if c.vocab_size is not None and c.vocab_size != data_vocab:
         raise ZhllamaError(
             f"vocab_size={c.vocab_size} but the data in {c.data_dir} was tokenized with a "
-            f"vocabulary of {data_vocab}; leave vocab_size out to take the data's, or use "
-            "matching data"
+            f"vocabulary of {data_vocab}; leave vocab_size out (the data's is used), set "
+            f"vocab_size={data_vocab}, or use matching data"
         )
     return ModelArgs(
         dim=c.dim,

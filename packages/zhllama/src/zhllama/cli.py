@@ -117,7 +117,7 @@ def sample(
 
     Example: [bold]zhllama sample model.bin -z tok5000.bin -i 从前 --engine rust[/bold]
     """
-    from zhllama.engines import EngineConfig, SampleSettings
+    from zhllama.contracts import EngineConfig, SampleSettings
 
     if not checkpoint.exists():
         raise ZhllamaError(f"{checkpoint}: no such checkpoint")

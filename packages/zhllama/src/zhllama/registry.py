@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -39,7 +39,6 @@ class Component:
     description: str
     factory: Callable[..., Any]
     config: type | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def make_config(self, values: dict[str, Any] | None = None) -> Any:
         if self.config is None:

@@ -1,25 +1,12 @@
-"""Corpus sources: each has a `name` and `stories()`, an iterator of story texts.
+"""Corpus sources: each has a `name` and `stories()`, an iterator of story texts (the contract,
+`Source` and `RandomAccessSource`, is in zhllama.contracts).
 
-Sources are found through the registry (`get_registry().create("sources", NAME, **settings)`);
-`open_source` does that from the `key=value` strings a command line gives.
+Sources are found through the registry (`get_registry().create("sources", NAME, **settings)`;
+the commands do it with zhllama.cli_options.open_source).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Protocol
+from zhllama.contracts import RandomAccessSource, Source
 
-
-class Source(Protocol):
-    name: str
-
-    def stories(self) -> Iterator[str]: ...
-
-
-def open_source(name: str, settings: list[str] | dict[str, str] | None = None) -> Source:
-    """The source `name` configured from `["key=value", …]` (or a dict), via the registry."""
-    from zhllama.config import parse_overrides
-    from zhllama.registry import get_registry
-
-    values = parse_overrides(settings) if isinstance(settings, list) else dict(settings or {})
-    return get_registry().create("sources", name, **values)
+__all__ = ["RandomAccessSource", "Source"]

@@ -34,7 +34,7 @@ class JsonlSource:
     def __init__(self, config: JsonlConfig) -> None:
         if config.path is None:
             raise ZhllamaError(
-                "the jsonl source needs a path: --set path=FOLDER_OR_FILE "
+                "the jsonl source needs a path: the setting path=FOLDER_OR_FILE "
                 "(.jsonl, .json, .txt, .md files)"
             )
         self.config = config

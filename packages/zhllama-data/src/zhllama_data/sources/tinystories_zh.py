@@ -89,7 +89,7 @@ class TinyStoriesZhSource:
                 f"cannot get the dataset {cfg.repo_id} from the HuggingFace hub ({why}). "
                 f"To use a local copy instead: `hf download {cfg.repo_id} --repo-type dataset "
                 "--local-dir DIR` where there is network, bring DIR here, and pass "
-                "--set local_dir=DIR"
+                "the setting local_dir=DIR"
             ) from None
         return Path(path)  # type: ignore[arg-type]
 
