@@ -1,8 +1,8 @@
 """The Rust engine's tokenizer against sentencepiece itself (FORMATS.md §2).
 
 `zhllama-rs --tokenize --null -z TOK.bin` encodes each NUL-terminated record of stdin and prints
-one line of ids per record; these must equal sentencepiece's ids with the matching `.model`
-file, for thousands of generated lines: Chinese prose, punctuation, digits, Latin words, emoji, rare and
+one line of ids per record; these must equal sentencepiece's ids with the matching `.model` file,
+for thousands of generated lines: Chinese prose, punctuation, digits, Latin words, emoji, rare and
 traditional characters, runs of spaces, leading/trailing spaces, newlines and tabs.
 
 Uses ../shared/reference (skips when absent), the `sentencepiece` package (skips when missing),
