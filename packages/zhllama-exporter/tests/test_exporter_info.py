@@ -63,7 +63,7 @@ def test_moved_run_folder_finds_the_tokenizer_beside_it(
 def test_exports(tmp_path, capsys, model, make_ckpt, small_tokenizer, fmt, name, dtype):
     ckpt = make_ckpt(tmp_path / "run", model, small_tokenizer.model)
     out = tmp_path / name
-    args = ["export", str(ckpt), str(out), "--format", fmt]
+    args = ["export", str(ckpt), "-o", str(out), "--format", fmt]
     if fmt in ("gguf", "hf"):
         args += ["--dtype", {"gguf": "f16", "hf": "bf16"}[fmt]]
     assert main(args) == 0, capsys.readouterr().err

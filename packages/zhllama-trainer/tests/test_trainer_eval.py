@@ -30,28 +30,30 @@ def _eval(capsys, *args) -> tuple[float, str]:
 
 
 def test_full_pass_of_checkpoint_and_export_agree(run: Path, shards: Path, capsys) -> None:
-    ckpt_loss, out = _eval(capsys, run / "ckpt.pt", "--full", "--device", "cpu")
+    ckpt_loss, out = _eval(capsys, run / "ckpt.pt", "--full", "device=cpu")
     windows = full_windows(ShardSet(shards), 64)
     tokens = sum(len(w) - 1 for w in windows)
     assert tokens == ShardSet(shards).num_tokens("val") - 1  # every token but the first, once
     assert f"full pass over the validation split of {shards}: {len(windows)} windows" in out
     assert f"{tokens:,} tokens" in out and "matches the shards" in out
     # the exported model.bin through the Rust engine: the same model, the same loss
-    bin_loss, out = _eval(capsys, run / "model.bin", "--full", "--threads", "1")
+    bin_loss, out = _eval(capsys, run / "model.bin", "--full", "threads=1")
     assert abs(bin_loss - ckpt_loss) < 2e-4
     assert "full pass" in out
     # an int8 export is evaluated as the engine runs it, int8 matmuls and all
-    assert main(["export", str(run / "ckpt.pt"), str(run / "q8.bin"), "-f", "llama2c-int8"]) == 0
+    assert (
+        main(["export", str(run / "ckpt.pt"), "-o", str(run / "q8.bin"), "-f", "llama2c-int8"]) == 0
+    )
     capsys.readouterr()
     q8_loss, _ = _eval(capsys, run / "q8.bin", "--full")
     assert abs(q8_loss - bin_loss) < 0.02
 
 
 def test_default_is_the_training_windows_and_says_so(run: Path, capsys) -> None:
-    loss, out = _eval(capsys, run / "ckpt.pt", "--eval-iters", "2", "--device", "cpu")
+    loss, out = _eval(capsys, run / "ckpt.pt", "eval_iters=2", "device=cpu")
     assert "16 random validation windows of 64 tokens" in out and "--full" in out
     assert np.isfinite(loss)
-    again, _ = _eval(capsys, run / "ckpt.pt", "--eval-iters", "2", "--device", "cpu")
+    again, _ = _eval(capsys, run / "ckpt.pt", "eval_iters=2", "device=cpu")
     assert again == loss  # the windows are fixed
 
 
@@ -66,11 +68,11 @@ def test_data_of_another_tokenizer_is_refused(
     pretokenize("synthetic", tok.model, out / "shards", opts)
     capsys.readouterr()
     for model in (run / "ckpt.pt", run / "model.bin"):
-        assert main(["eval", str(model), "--data-dir", str(out / "shards")]) == 1
+        assert main(["eval", str(model), f"data_dir={out / 'shards'}"]) == 1
         err = capsys.readouterr().err
         assert "tokenized with another tokenizer" in err and "Traceback" not in err
     # an export moved out of its run folder needs to be told where the data is
     alone = tmp_path / "alone.bin"
     shutil.copy(run / "model.bin", alone)
     assert main(["eval", str(alone)]) == 1
-    assert "pass --data-dir" in capsys.readouterr().err
+    assert "add data_dir=SHARDS" in capsys.readouterr().err

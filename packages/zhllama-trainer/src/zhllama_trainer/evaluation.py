@@ -185,7 +185,7 @@ def run_eval(req: EvalRequest) -> tuple[EvalResult, str]:
     ckpt = load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
     c = config_from_dict(ckpt["config"]) if ckpt is not None else TrainConfig()
     if ckpt is None and req.data_dir is None:
-        raise ZhllamaError(f"{path}: no ckpt.pt beside it to name the data; pass --data-dir")
+        raise ZhllamaError(f"{path}: no ckpt.pt beside it to name the data; add data_dir=SHARDS")
     changes = {"data_dir": req.data_dir, "eval_iters": req.eval_iters, "batch_size": req.batch_size}
     c = dataclasses.replace(c, **{k: v for k, v in changes.items() if v is not None})
     shards, _ = open_data(c)
