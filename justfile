@@ -14,11 +14,13 @@ default:
 setup:
     uv sync --locked --quiet --inexact
 
-# setup, then build every Rust artifact in release: the zhllama-rs binary (target/release/) and
-# the zhllama_rs wheel (dist/, one abi3 wheel; setup already installed it, and with it the venv's
-# `zhllama-rs` command, which runs the same CLI code through the extension)
+# setup, then build every Rust artifact in release: the zhllama-rs and zhllama-server binaries
+# (target/release/) and the zhllama_rs wheel (dist/, one abi3 wheel; setup already installed it,
+# and with it the venv's `zhllama-rs` command, which runs the same CLI code through the
+# extension). zhllama-server is not in the wheel yet: it is copied into .venv/bin beside zhllama-rs.
 build: setup
     cargo build --release --workspace --exclude zhllama-py --quiet
+    install -m 755 target/release/zhllama-server {{bin}}/zhllama-server
     uv build --wheel --package zhllama-rs --out-dir dist --quiet
 
 # every check: lint, the Rust tests, then the Python tests against the built artifacts. The

@@ -1,0 +1,310 @@
+"""zhllama-server as people use it: the official `openai` client (and plain HTTP where a client
+would not go) against the real release binary on a free port, with random-weight models made by
+tools/gen_random_checkpoint.py. Seeded texts are compared with the real `zhllama-rs` binary."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _binary(name: str) -> Path:
+    for p in (ROOT / ".venv" / "bin" / name, ROOT / "target" / "release" / name):
+        if p.exists():
+            return p
+    raise RuntimeError(f"{name} is not built: run `just build`")
+
+
+class Server:
+    """A running zhllama-server; `url` is its address."""
+
+    def __init__(self, model: Path, tok: Path, *args: str):
+        cmd = [str(_binary("zhllama-server")), str(model), "-z", str(tok), "--port", "0", *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert "listening on http://" in line, (line, self.proc.stderr.read())
+        self.url = line.split("listening on ")[1].strip()
+        deadline = time.monotonic() + 30
+        while httpx.get(self.url + "/health").status_code != 200:
+            assert time.monotonic() < deadline, "the model never loaded"
+            time.sleep(0.05)
+
+    def client(self, key: str = "none") -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0)
+
+    def metric(self, name: str) -> float:
+        for line in httpx.get(self.url + "/metrics").text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise KeyError(name)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+
+def _model(d: Path, shape: str) -> tuple[Path, Path]:
+    m, t = d / f"{shape}.bin", d / f"tok-{shape}.bin"
+    gen = [sys.executable, str(ROOT / "tools" / "gen_random_checkpoint.py"), "--shape", shape]
+    subprocess.run([*gen, "-o", str(m), "--tokenizer-out", str(t)], check=True, capture_output=True)
+    return m, t
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> tuple[Path, Path]:
+    """260K shape (seq_len 512): fast; a tokenizer of byte tokens and CJK characters."""
+    return _model(tmp_path_factory.mktemp("server"), "260K")
+
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory) -> tuple[Path, Path]:
+    """15M shape on one thread: slow enough to be caught mid-story."""
+    return _model(tmp_path_factory.mktemp("server15m"), "15M")
+
+
+@pytest.fixture(scope="module")
+def server(small) -> Iterator[Server]:
+    s = Server(*small, "--threads", "1")
+    yield s
+    assert s.stop() == 0
+
+
+def zhllama_rs(model: Path, tok: Path, prompt: str, seed: int, t: float, p: float, n: int) -> str:
+    args = [str(_binary("zhllama-rs")), str(model), "-z", str(tok), "-i", prompt]
+    args += ["-s", str(seed), "-t", str(t), "-p", str(p), "-n", str(n)]
+    out = subprocess.run(args, capture_output=True, check=True).stdout.decode()
+    assert out.endswith("\n")
+    return out[:-1]
+
+
+def echo(server: Server, prompt: str) -> str:
+    """What zhllama-rs prints of the prompt itself: its tokens decoded."""
+    ids = httpx.post(server.url + "/tokenize", json={"content": prompt}).json()["tokens"]
+    return httpx.post(server.url + "/detokenize", json={"tokens": ids}).json()["content"]
+
+
+PROMPT = "从前有一只小猫"
+SEEDED = {"temperature": 1.0, "top_p": 0.9, "seed": 1234}
+
+
+def test_health_models_tokenize(server, small):
+    assert httpx.get(server.url + "/health").json() == {"status": "ok"}
+    assert [m.id for m in server.client().models.list()] == [small[0].stem]
+    ids = httpx.post(server.url + "/tokenize", json={"content": PROMPT}).json()["tokens"]
+    cli = subprocess.run([str(_binary("zhllama-rs")), "-z", str(small[1]), "--tokenize",
+                          "-i", PROMPT], capture_output=True, text=True, check=True)  # fmt: skip
+    assert ids == [int(x) for x in cli.stdout.split()]
+    assert echo(server, PROMPT) == PROMPT
+
+
+@pytest.mark.parametrize("max_tokens", [1, 40])
+def test_seeded_completion_equals_zhllama_rs(server, small, max_tokens):
+    r = server.client().completions.create(
+        model=small[0].stem, prompt=PROMPT, max_tokens=max_tokens, **SEEDED
+    )
+    steps = r.usage.prompt_tokens - 1 + max_tokens
+    expected = zhllama_rs(*small, PROMPT, 1234, 1.0, 0.9, steps)
+    assert echo(server, PROMPT) + r.choices[0].text == expected
+    assert r.usage.completion_tokens == max_tokens
+    assert r.choices[0].finish_reason == "length"
+
+
+def test_streaming_completion_is_the_plain_one_in_whole_characters(server, small):
+    plain = server.client().completions.create(
+        model=small[0].stem, prompt=PROMPT, max_tokens=60, **SEEDED
+    )
+    chunks = list(
+        server.client().completions.create(
+            model=small[0].stem, prompt=PROMPT, max_tokens=60, stream=True, **SEEDED
+        )
+    )
+    assert "".join(c.choices[0].text for c in chunks) == plain.choices[0].text
+    assert chunks[-1].choices[0].finish_reason == "length"
+    assert all(c.choices[0].text for c in chunks[:-1])
+    # On the wire: every data line is valid UTF-8 on its own, and the stream ends with [DONE].
+    body = {"prompt": PROMPT, "max_tokens": 60, "stream": True, **SEEDED}
+    with httpx.stream("POST", server.url + "/v1/completions", json=body) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        raw = b"".join(resp.iter_bytes())
+    events = [e for e in raw.split(b"\n\n") if e]
+    assert events[-1] == b"data: [DONE]"
+    for e in events[:-1]:
+        assert e.startswith(b"data: ")
+        json.loads(e[6:].decode("utf-8"))
+
+
+def test_chat_plain_and_streaming_equal_zhllama_rs_on_the_template(server, small):
+    system, user = "你是讲故事的人", "小狗在公园里"
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    client = server.client()
+    r = client.chat.completions.create(
+        model=small[0].stem, messages=messages, max_tokens=30, **SEEDED
+    )
+    rendered = f"[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST]"
+    steps = r.usage.prompt_tokens - 1 + 30
+    expected = zhllama_rs(*small, rendered, 1234, 1.0, 0.9, steps)
+    assert r.choices[0].message.role == "assistant"
+    assert echo(server, rendered) + r.choices[0].message.content == expected
+    chunks = list(
+        client.chat.completions.create(
+            model=small[0].stem, messages=messages, max_tokens=30, stream=True, **SEEDED
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text == r.choices[0].message.content
+    assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def test_stop_strings_end_the_text_before_them(server, small):
+    client = server.client()
+    full = client.completions.create(prompt=PROMPT, max_tokens=80, model=small[0].stem, **SEEDED)
+    text = full.choices[0].text
+    stop = text[20:22]
+    cut = text[: text.index(stop)]
+    r = client.completions.create(
+        prompt=PROMPT, max_tokens=80, stop=[stop, "never-there"], model=small[0].stem, **SEEDED
+    )
+    assert (r.choices[0].text, r.choices[0].finish_reason) == (cut, "stop")
+    chunks = list(
+        client.completions.create(
+            prompt=PROMPT, max_tokens=80, stop=stop, stream=True, model=small[0].stem, **SEEDED
+        )
+    )
+    assert "".join(c.choices[0].text for c in chunks) == cut
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_max_tokens_is_capped_by_the_context(server, small):
+    r = server.client().completions.create(
+        model=small[0].stem, prompt=PROMPT, max_tokens=100_000, temperature=0.0
+    )
+    # 260K: seq_len 512; the random model's EOS is scaled down, so the context fills up.
+    assert r.usage.prompt_tokens + r.usage.completion_tokens == 512 + 1
+    assert r.choices[0].finish_reason == "length"
+
+
+def test_errors_arrive_as_the_clients_exception_types(server, small):
+    client = server.client()
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=small[0].stem, prompt="x", temperature=5)
+    assert e.value.body["param"] == "temperature"
+    with pytest.raises(openai.BadRequestError):
+        client.completions.create(model=small[0].stem, prompt="x", n=2)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=small[0].stem, messages=[])
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=small[0].stem, prompt="猫" * 600)
+    assert e.value.code == "context_length_exceeded"
+    with pytest.raises(openai.NotFoundError) as e:
+        client.completions.create(model="gpt-4", prompt="x")
+    assert e.value.code == "model_not_found"
+    bad = httpx.post(server.url + "/v1/completions", content=b"{not json")
+    assert bad.status_code == 400 and "invalid JSON" in bad.json()["error"]["message"]
+    huge = httpx.post(server.url + "/v1/completions", content=b"x" * (2 << 20))
+    assert huge.status_code == 413 and huge.json()["error"]["type"] == "invalid_request_error"
+    assert httpx.post(server.url + "/detokenize", json={"tokens": [99999]}).status_code == 400
+    assert httpx.get(server.url + "/nope").status_code == 404
+    # and the server is still fine
+    assert client.completions.create(model=small[0].stem, prompt="x", max_tokens=2).choices
+
+
+def test_api_key(small):
+    s = Server(*small, "--api-key", "sekrit")
+    try:
+        with pytest.raises(openai.AuthenticationError):
+            s.client("wrong").completions.create(model=small[0].stem, prompt="x", max_tokens=1)
+        ok = s.client("sekrit").completions.create(model=small[0].stem, prompt="x", max_tokens=1)
+        assert ok.usage.completion_tokens == 1
+        assert httpx.get(s.url + "/health").status_code == 200  # probes need no key
+    finally:
+        assert s.stop() == 0
+
+
+def test_queue_full_is_429_with_retry_after(slow):
+    s = Server(*slow, "--threads", "1", "--max-queue", "1")
+    body = {"prompt": "从前", "max_tokens": 250, "stream": True, "temperature": 0}
+    try:
+        with httpx.stream("POST", s.url + "/v1/completions", json=body, timeout=60) as running:
+            # keep the iterator: dropping it closes the connection (and cancels the job)
+            lines = running.iter_lines()
+            next(lines)  # the worker is busy with this one
+            with httpx.stream("POST", s.url + "/v1/completions", json=body, timeout=60) as queued:
+                assert queued.status_code == 200
+                with pytest.raises(openai.RateLimitError) as e:
+                    s.client().completions.create(model=slow[0].stem, prompt="x", max_tokens=1)
+                assert e.value.response.headers["retry-after"] == "1"
+                assert s.metric("zhllama_queue_depth") == 1
+    finally:
+        assert s.stop() == 0
+
+
+def test_a_client_that_leaves_frees_the_worker(slow):
+    s = Server(*slow, "--threads", "1")
+    body = {"prompt": "从前", "max_tokens": 250, "stream": True, "temperature": 0}
+    try:
+        with httpx.stream("POST", s.url + "/v1/completions", json=body, timeout=60) as r:
+            lines = r.iter_lines()
+            next(lines)
+            next(lines)
+        deadline = time.monotonic() + 10
+        while s.metric("zhllama_cancelled_generations_total") < 1:
+            assert time.monotonic() < deadline, "the generation was not cancelled"
+            time.sleep(0.02)
+        assert s.metric("zhllama_busy_slots") == 0
+        assert s.metric("zhllama_generated_tokens_total") < 250
+        # the next request is served at once
+        r2 = s.client().completions.create(model=slow[0].stem, prompt="x", max_tokens=3)
+        assert r2.usage.completion_tokens == 3
+    finally:
+        assert s.stop() == 0
+
+
+def test_sigterm_mid_stream_exits_0_within_the_deadline(slow):
+    s = Server(*slow, "--threads", "1", "--drain-seconds", "1")
+    body = {"prompt": "从前", "max_tokens": 250, "stream": True, "temperature": 0}
+    with httpx.stream("POST", s.url + "/v1/completions", json=body, timeout=60) as r:
+        lines = r.iter_lines()
+        next(lines)
+        s.proc.send_signal(signal.SIGTERM)
+        start = time.monotonic()
+        assert s.proc.wait(timeout=15) == 0
+        assert time.monotonic() - start < 10
+
+
+def test_metrics_count_requests_and_tokens(server, small):
+    before = server.metric("zhllama_generated_tokens_total")
+    server.client().completions.create(model=small[0].stem, prompt=PROMPT, max_tokens=5)
+    text = httpx.get(server.url + "/metrics").text
+    assert server.metric("zhllama_generated_tokens_total") == before + 5
+    for name in ["zhllama_requests_total{endpoint=\"completions\"}", "zhllama_queue_depth",
+                 "zhllama_busy_slots", "zhllama_slots 8", "zhllama_tokens_per_second",
+                 "zhllama_time_to_first_token_seconds_bucket"]:  # fmt: skip
+        assert name in text, name
+
+
+def test_a_bad_checkpoint_is_one_line_and_status_1(tmp_path, small):
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"\0" * 10)
+    r = subprocess.run([str(_binary("zhllama-server")), str(bad), "-z", str(small[1]),
+                        "--port", "0"], capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad.bin" in lines[0], r.stderr
+
+
+if os.name != "posix":  # signals and loopback ports as on Linux
+    pytest.skip("POSIX only", allow_module_level=True)
