@@ -141,10 +141,10 @@ def evaluate(
             f"unknown setting {', '.join(unknown)} for zhllama eval; "
             "known settings: data_dir, eval_iters, batch_size, device"
         )
-    c = build_config(
-        TrainConfig, values, base=config_from_dict(load_checkpoint(checkpoint)["config"])
-    )
-    shards, _ = open_data(c)
+    ckpt = load_checkpoint(checkpoint)
+    c = build_config(TrainConfig, values, base=config_from_dict(ckpt["config"]))
+    shards, manifest = open_data(c)
+    _check_same_tokenizer(checkpoint, ckpt, manifest, c.data_dir)
     rt = runtime.start(c.device, c.dtype)
     model, args = load_model(checkpoint, rt.device)
     if args.vocab_size != shards.vocab_size:
@@ -156,3 +156,23 @@ def evaluate(
     loss = eval_loss(model, shards, c, rt)
     typer.echo(f"val loss {loss:.4f}  perplexity {math.exp(min(loss, 50)):.3f}")
     typer.echo(f"({c.eval_iters} batches of {c.batch_size}×{c.max_seq_len} from {c.data_dir})")
+
+
+def _check_same_tokenizer(checkpoint: Path, ckpt: dict, manifest: dict, data_dir: Path) -> None:
+    """Refuse data made with another tokenizer than the model's: its loss would mean nothing.
+    The checkpoint records the tokenizer's sha256 (older ones: the run's tokenizer.model)."""
+    import hashlib
+
+    have = ckpt.get("tokenizer_sha256")
+    if have is None:
+        places = [Path(ckpt["tokenizer"])] if ckpt.get("tokenizer") else []
+        places.append(checkpoint.parent / "tokenizer.model")
+        found = next((p for p in places if p.is_file()), None)
+        have = hashlib.sha256(found.read_bytes()).hexdigest() if found else None
+    want = manifest.get("tokenizer_sha256")
+    if have and want and have != want:
+        raise ZhllamaError(
+            f"{data_dir}: these shards were made with another tokenizer than {checkpoint} "
+            f"(sha256 {want[:12]}…, the checkpoint's {have[:12]}…); evaluate on data made with "
+            "the run's tokenizer (data_dir=FOLDER)"
+        )

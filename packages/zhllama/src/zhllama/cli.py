@@ -64,7 +64,12 @@ def sample(
         ),
     ],
     prompt: Annotated[str, typer.Option("-i", "--prompt", help="story beginning")] = "",
-    engine: Annotated[str, typer.Option("--engine", "-e", help="engine component")] = "rust",
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            "--engine", "-e", help="engine component (default: torch for a ckpt.pt, else rust)"
+        ),
+    ] = None,
     tokenizer: Annotated[
         Path | None, typer.Option("-z", "--tokenizer", help="tokenizer file")
     ] = None,
@@ -85,6 +90,7 @@ def sample(
 
     if not checkpoint.exists():
         raise ZhllamaError(f"{checkpoint}: no such checkpoint")
+    engine = engine or engine_for(checkpoint)
     eng = get_registry().create(
         "engines", engine, EngineConfig(checkpoint=checkpoint, tokenizer=tokenizer, threads=threads)
     )
@@ -93,6 +99,16 @@ def sample(
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
+
+
+def engine_for(checkpoint: Path) -> str:
+    """The engine that reads this file: a training ckpt.pt (torch.save writes a zip archive)
+    needs the torch engine; llama2.c .bin files go to the Rust engine."""
+    if checkpoint.is_file():
+        with open(checkpoint, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":
+                return "torch"
+    return "rust"
 
 
 def _add_package_commands() -> None:
