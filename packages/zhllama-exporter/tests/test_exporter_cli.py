@@ -44,11 +44,11 @@ def test_ckpt_to_every_format_and_back(tmp_path, capsys, make_model):
     src = ckpt
     for fmt, out in [
         ("llama2c", "a.bin"),
-        ("hf", "b_hf"),
+        ("hf --weights-only", "b_hf"),
         ("llama2c-v1", "c.bin"),
         ("llama2c", "d.bin"),
     ]:
-        rc, err = _run(capsys, src, tmp_path / out, "--format", fmt)
+        rc, err = _run(capsys, src, tmp_path / out, "--format", *fmt.split())
         assert rc == 0, err
         src = tmp_path / out
     # ckpt → v0 → hf → v1 → v0 lost nothing
@@ -203,3 +203,34 @@ def test_an_extension_that_contradicts_the_format_is_an_error(
     rc, err = _run(capsys, ckpt, tmp_path / out, "--format", fmt)
     assert rc == 1 and message in " ".join(err.split()), err
     assert not (tmp_path / out).exists()
+
+
+def test_hf_finds_the_tokenizer_of_a_moved_run(tmp_path, capsys, make_model, reference):
+    # issue 16 (1): the checkpoint records /nowhere/run/tokenizer.model; the run's copy beside
+    # the moved ckpt.pt is the one
+    tok = reference("llama2c", "tok512.model")
+    moved = tmp_path / "moved" / "a"
+    moved.mkdir(parents=True)
+    (moved / "tokenizer.model").write_bytes(tok.read_bytes())
+    model = make_model(3, dim=32, n_layers=1, n_heads=4, vocab_size=512)
+    ckpt = _ckpt(moved, model, tokenizer="/nowhere/run/tokenizer.model")
+    rc, err = _run(capsys, ckpt, moved / "hf", "--format", "hf")
+    assert rc == 0, err
+    assert f"tokenizer: {moved / 'tokenizer.model'}" in err
+    assert (moved / "hf" / "tokenizer.model").read_bytes() == tok.read_bytes()
+
+
+def test_hf_without_a_tokenizer_is_an_error_unless_weights_only(tmp_path, capsys, make_model):
+    model = make_model(3, dim=32, n_layers=1, n_heads=4, vocab_size=48)
+    v0 = tmp_path / "m.bin"
+    get_registry().create("exporters", "llama2c").export(model, v0)
+    rc, err = _run(capsys, v0, tmp_path / "hf", "--format", "hf")
+    assert rc == 1 and "no tokenizer found for the HF export" in err, err
+    assert "-z TOK.model" in err and "--weights-only" in err
+    assert not (tmp_path / "hf").exists()
+    rc, err = _run(capsys, v0, tmp_path / "hf", "--format", "hf", "--weights-only")
+    assert rc == 0 and "no tokenizer files in the HF directory" in err, err
+    assert not (tmp_path / "hf" / "tokenizer.json").exists()
+    # every file of the directory has the same permissions (model.safetensors was 0600)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "hf").iterdir()}
+    assert len(set(modes.values())) == 1, modes

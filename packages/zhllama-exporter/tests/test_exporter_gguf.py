@@ -263,7 +263,7 @@ def test_bad_input_one_line_nothing_written(tmp_path, capsys, model, tokenizer):
         ((ckpt, tmp_path / "x.gguf", "--format", "llama2c"), "a .gguf name for format llama2c"),
         ((ckpt, tmp_path / "x.gguf", "--dtype", "q4_0"), "unknown dtype 'q4_0' for gguf"),
         ((ckpt, tmp_path / "x.gguf", "--group-size", "32"), "group size only applies"),
-        ((ckpt, tmp_path / "x.bin", "--weights-only"), "--weights-only applies to gguf"),
+        ((ckpt, tmp_path / "x.bin", "--weights-only"), "--weights-only applies to hf and gguf"),
         ((ckpt, tmp_path / "x.gguf", "--tokenizer", ckpt), "ckpt.pt: "),
         ((ckpt, tmp_path / "x.gguf", "--tokenizer", tmp_path / "none.model"), "no such tokenizer"),
     ]

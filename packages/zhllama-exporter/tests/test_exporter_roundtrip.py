@@ -18,9 +18,9 @@ def _out(tmp_path, fmt):
 
 
 def _exporter(fmt):
-    # the random models have no tokenizer: gguf is asked for weights only
+    # the random models have no tokenizer: hf and gguf are asked for weights only
     return get_registry().create(
-        "exporters", fmt, **({"weights_only": True} if fmt == "gguf" else {})
+        "exporters", fmt, **({"weights_only": True} if fmt in ("gguf", "hf") else {})
     )
 
 

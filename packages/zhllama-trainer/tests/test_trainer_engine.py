@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 from zhllama.cli import main
 from zhllama.contracts import EngineConfig, SampleSettings
 from zhllama.registry import get_registry
+from zhllama_trainer.checkpoint import load_checkpoint
 from zhllama_trainer.sampling import Sampler, XorShiftRng, sample_top_p
 
 
@@ -67,9 +70,27 @@ def test_greedy_engine_matches_the_model(checkpoint: Path) -> None:
 
 
 def test_eval_command(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(checkpoint), "eval_iters=2", "device=cpu"]) == 0
+    out, err = capsys.readouterr()
+    assert "val loss" in out and "perplexity" in out and err == ""
     assert main(["eval", str(checkpoint), "--eval-iters", "2", "--device", "cpu"]) == 0
-    out = capsys.readouterr().out
-    assert "val loss" in out and "perplexity" in out
+    out, err = capsys.readouterr()
+    assert "val loss" in out and "deprecated: --eval-iters VALUE" in err
+
+
+def test_eval_refuses_shards_of_another_tokenizer(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # issue 16 (3): the same vocabulary size, another tokenizer: the loss would be meaningless
+    other = tmp_path / "other"
+    shards = Path(load_checkpoint(checkpoint)["config"]["data_dir"])
+    shutil.copytree(shards, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["tokenizer_sha256"] = "0" * 64
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["eval", str(checkpoint), f"data_dir={other}", "eval_iters=1"]) == 1
+    err = capsys.readouterr().err
+    assert "tokenized with another tokenizer" in " ".join(err.split()), err
 
 
 RUNC = Path(__file__).resolve().parents[3] / ".." / "shared" / "reference" / "llama2c"

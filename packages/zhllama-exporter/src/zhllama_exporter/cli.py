@@ -62,7 +62,8 @@ def export(
         ),
     ] = None,
     weights_only: Annotated[
-        bool, typer.Option("--weights-only", help="gguf: write no tokenizer (else one is required)")
+        bool,
+        typer.Option("--weights-only", help="hf, gguf: write no tokenizer (else one is required)"),
     ] = False,
     group_size: Annotated[
         int | None, typer.Option("--group-size", help="int8 group size (default: 64 or less)")

@@ -24,7 +24,7 @@ from zhllama.errors import ZhllamaError
 from zhllama_exporter import gguf_format, hf, llama2c
 from zhllama_exporter.components import DTYPES, ExportConfig
 from zhllama_exporter.quant import choose_group_size
-from zhllama_exporter.weights import Loaded, Weights, as_loaded, to_model
+from zhllama_exporter.weights import Loaded, Weights, as_loaded, to_model, tokenizer_candidates
 
 
 class _Exporter:
@@ -47,7 +47,8 @@ class _Exporter:
         if not self.holds_tokenizer:
             if c.weights_only:
                 raise ZhllamaError(
-                    f"--weights-only applies to gguf; {self.format} writes no tokenizer anyway"
+                    f"--weights-only applies to hf and gguf; {self.format} writes no tokenizer "
+                    "anyway"
                 )
             if c.tokenizer is not None:
                 raise ZhllamaError(
@@ -141,10 +142,10 @@ class HfExporter(_Exporter):
         c = self.config
         if c.dtype not in DTYPES:
             raise ZhllamaError(f"unknown dtype {c.dtype!r}; dtypes: {', '.join(DTYPES)}")
-        if c.weights_only:
-            raise ZhllamaError("--weights-only applies to gguf; hf writes no tokenizer anyway")
         if c.tokenizer is not None and not Path(c.tokenizer).is_file():
             raise ZhllamaError(f"{c.tokenizer}: no such tokenizer .model file")
+        if c.tokenizer is not None and c.weights_only:
+            raise ZhllamaError("--tokenizer and --weights-only contradict each other")
         super().check_config()
 
     def export(self, model: Any, out: Path) -> ExportResult:
@@ -166,16 +167,27 @@ class HfExporter(_Exporter):
         return result
 
     def _tokenizer(self, loaded: Loaded, result: ExportResult) -> Path | None:
-        """The tokenizer asked for, else the checkpoint's when it is there."""
+        """The tokenizer asked for, else the source's (weights.tokenizer_candidates). A file
+        source without one is an error unless `weights_only`: a HF directory without tokenizer
+        files fails late and obscurely in transformers. A model in memory gets the one asked
+        for only."""
         if self.config.tokenizer is not None:
             return Path(self.config.tokenizer)
-        if loaded.tokenizer is None:
+        if self.config.weights_only:
+            result.warnings.append("no tokenizer files in the HF directory (--weights-only)")
             return None
-        if loaded.tokenizer.is_file():
-            result.notes.append(f"tokenizer from the checkpoint: {loaded.tokenizer}")
-            return loaded.tokenizer
-        result.warnings.append(f"the checkpoint's tokenizer {loaded.tokenizer} is missing")
-        return None
+        if loaded.path is None:
+            return None
+        tried = tokenizer_candidates(loaded)
+        for cand in tried:
+            if cand.is_file():
+                result.notes.append(f"tokenizer: {cand}")
+                return cand
+        raise ZhllamaError(
+            f"{loaded.path}: no tokenizer found for the HF export (tried "
+            f"{', '.join(map(str, tried))}); pass -z TOK.model, or --weights-only for the "
+            "model files alone"
+        )
 
 
 class GgufExporter(_Exporter):
@@ -232,7 +244,7 @@ class GgufExporter(_Exporter):
                 f"{out}: no tokenizer to put in the GGUF; pass --tokenizer TOK.model (or a "
                 "llama2.c tok.bin), or --weights-only for a file without one"
             )
-        vocab, where = gguf_format.find_vocab(loaded.path, loaded.tokenizer, loaded.vocab, size)
+        vocab, where = gguf_format.find_vocab(loaded, size)
         if vocab is None:
             raise ZhllamaError(
                 f"{loaded.path}: no tokenizer found for the GGUF (tried {where}); pass "

@@ -25,7 +25,14 @@ from zhllama.atomic import atomic_path
 from zhllama.errors import ZhllamaError
 
 from zhllama_exporter.gguf_vocab import Vocab, from_gguf_fields, load_vocab
-from zhllama_exporter.weights import LAYER_MATRICES, LAYER_NORMS, Shape, Weights
+from zhllama_exporter.weights import (
+    LAYER_MATRICES,
+    LAYER_NORMS,
+    Loaded,
+    Shape,
+    Weights,
+    tokenizer_candidates,
+)
 
 ARCH = "llama"
 ROPE_BASE = 10000.0
@@ -282,16 +289,13 @@ def read_gguf(path: Path) -> GgufModel:
 # ------------------------------------------------------------------------- finding a tokenizer
 
 
-def find_vocab(
-    checkpoint: Path, ckpt_tokenizer: Path | None, embedded: Vocab | None, vocab_size: int
-) -> tuple[Vocab | None, str]:
+def find_vocab(loaded: Loaded, vocab_size: int) -> tuple[Vocab | None, str]:
     """The tokenizer for a GGUF export when none was named: the source GGUF's own, else the
-    checkpoint's `.model` (as recorded, then beside the checkpoint, where a run keeps its copy).
-    Returns the vocab (None when none was found) and what was tried or used, for messages."""
-    if embedded is not None:
-        return embedded, f"the tokenizer inside {checkpoint}"
-    tried = [ckpt_tokenizer] if ckpt_tokenizer is not None else []
-    tried.append(Path(checkpoint).parent / "tokenizer.model")
+    checkpoint's `.model` (weights.tokenizer_candidates). Returns the vocab (None when none was
+    found) and what was tried or used, for messages."""
+    if loaded.vocab is not None:
+        return loaded.vocab, f"the tokenizer inside {loaded.path}"
+    tried = tokenizer_candidates(loaded)
     for cand in tried:
         if cand.is_file():
             return load_vocab(cand, vocab_size), str(cand)

@@ -140,6 +140,21 @@ def as_loaded(model: Any) -> Loaded:
     return Loaded(from_model(model), "torch")
 
 
+def tokenizer_candidates(loaded: Loaded) -> list[Path]:
+    """Where a source's tokenizer .model may be, in order: as the ckpt.pt records it (an
+    absolute path, stale once the run folder moves), relative to the checkpoint's folder, then
+    `tokenizer.model` beside the checkpoint (the copy a run folder keeps); for an HF directory
+    first the `tokenizer.model` inside it."""
+    if loaded.path is None:
+        return []
+    here = Path(loaded.path).parent
+    places = [Path(loaded.path) / "tokenizer.model"] if Path(loaded.path).is_dir() else []
+    if loaded.tokenizer is not None:
+        places += [loaded.tokenizer, here / loaded.tokenizer, here / loaded.tokenizer.name]
+    places.append(here / "tokenizer.model")
+    return list(dict.fromkeys(places))
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The Transformer inside torch.compile's and DDP's wrappers (the trainer may pass either)."""
     while True:

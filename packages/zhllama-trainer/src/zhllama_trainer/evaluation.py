@@ -44,22 +44,27 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def check_tokenizer(model_file: Path, tokenizer: Path | None, shards: Any) -> str:
-    """Refuse shards made with another tokenizer; answer what was checked, for the output."""
+def check_tokenizer(
+    model_file: Path, tokenizer: Path | None, shards: Any, recorded_sha256: str | None = None
+) -> str:
+    """Refuse shards made with another tokenizer; answer what was checked, for the output. The
+    model's tokenizer is the sha256 its ckpt.pt records, else the file it names or the run's
+    tokenizer.model beside it (older checkpoints, exports in their run folder)."""
     want = shards.tokenizer_sha256
     candidates = [] if tokenizer is None else [tokenizer, model_file.parent / tokenizer.name]
     candidates.append(model_file.parent / "tokenizer.model")  # a run folder, even moved
     found = next((p for p in candidates if p.is_file()), None)
-    if found is None or not want:
+    if not want or (found is None and recorded_sha256 is None):
         return "tokenizer not checked (the model or the data records none)"
-    have = _sha256(found)
+    have = recorded_sha256 or _sha256(found)  # type: ignore[arg-type]
+    name = found.name if found is not None and recorded_sha256 is None else "the model's"
     if have != want:
         raise ZhllamaError(
-            f"{shards.dir} was tokenized with another tokenizer than {model_file}'s ({found}: "
-            f"sha256 {have[:12]}…, the shards' manifest says {want[:12]}…); evaluate on "
-            "shards made with the model's tokenizer"
+            f"{shards.dir} was tokenized with another tokenizer than {model_file}'s (sha256 "
+            f"{have[:12]}…, the shards' manifest says {want[:12]}…); evaluate on shards made "
+            "with the model's tokenizer"
         )
-    return f"tokenizer {found.name} matches the shards (sha256 {have[:12]}…)"
+    return f"tokenizer {name} matches the shards (sha256 {have[:12]}…)"
 
 
 def full_windows(shards: Any, seq_len: int) -> list[np.ndarray]:
@@ -89,6 +94,7 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,  # a log file gets the result, not bar frames
     )
 
 
@@ -190,7 +196,8 @@ def run_eval(req: EvalRequest) -> tuple[EvalResult, str]:
     c = dataclasses.replace(c, **{k: v for k, v in changes.items() if v is not None})
     shards, _ = open_data(c)
     recorded = ckpt.get("tokenizer") if ckpt is not None else None
-    tok_note = check_tokenizer(path, Path(recorded) if recorded else None, shards)
+    recorded_sha = ckpt.get("tokenizer_sha256") if ckpt is not None else None
+    tok_note = check_tokenizer(path, Path(recorded) if recorded else None, shards, recorded_sha)
 
     if path == ckpt_path:
         from zhllama_trainer import runtime

@@ -440,6 +440,8 @@ def _train(
 
     # Tokenizer: keep a copy in the run so the run directory is self-contained.
     tokenizer = find_tokenizer(c, manifest)
+    # which tokenizer the model's ids mean, for `zhllama eval` to check other data against
+    tokenizer_sha256 = manifest.get("tokenizer_sha256")
     if tokenizer is not None:
         local_tok = run_dir / "tokenizer.model"
         if rt.master and tokenizer.resolve() != local_tok.resolve():
@@ -520,6 +522,7 @@ def _train(
                 "rng": rngs,
                 "data_state": merged,
                 "tokenizer": str(tokenizer) if tokenizer is not None else None,
+                "tokenizer_sha256": tokenizer_sha256,
             },
         )
 

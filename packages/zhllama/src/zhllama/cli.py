@@ -99,7 +99,9 @@ def sample(
     prompt: Annotated[str, typer.Option("-i", "--prompt", help="story beginning")] = "",
     engine: Annotated[
         str | None,
-        typer.Option("--engine", "-e", help="engine component (default: by the file: rust, torch)"),
+        typer.Option(
+            "--engine", "-e", help="engine component (default: torch for a ckpt.pt, else rust)"
+        ),
     ] = None,
     tokenizer: Annotated[
         Path | None, typer.Option("-z", "--tokenizer", help="tokenizer file")
@@ -121,8 +123,7 @@ def sample(
 
     if not checkpoint.exists():
         raise ZhllamaError(f"{checkpoint}: no such checkpoint")
-    if engine is None:
-        engine = _engine_for(checkpoint)
+    engine = engine or engine_for(checkpoint)
     eng = get_registry().create(
         "engines", engine, EngineConfig(checkpoint=checkpoint, tokenizer=tokenizer, threads=threads)
     )
@@ -133,12 +134,14 @@ def sample(
     sys.stdout.write("\n")
 
 
-def _engine_for(checkpoint: Path) -> str:
-    """torch for a trainer checkpoint (torch.save writes a zip archive), rust for the rest."""
-    if checkpoint.is_dir():
-        raise ZhllamaError(f"{checkpoint}: a folder; sample takes a .bin or a ckpt.pt file")
-    with open(checkpoint, "rb") as f:
-        return "torch" if f.read(4) == b"PK\x03\x04" else "rust"
+def engine_for(checkpoint: Path) -> str:
+    """The engine that reads this file: a training ckpt.pt (torch.save writes a zip archive)
+    needs the torch engine; llama2.c .bin files go to the Rust engine."""
+    if checkpoint.is_file():
+        with open(checkpoint, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":
+                return "torch"
+    return "rust"
 
 
 def _add_package_commands() -> None:
