@@ -32,6 +32,8 @@ pub struct Job {
     pub stop: Vec<String>,
     /// Where the events go; a closed channel (the client went away) cancels the job.
     pub events: UnboundedSender<Event>,
+    /// When the request arrived: time to first token counts the wait in the queue too.
+    pub submitted: Instant,
 }
 
 /// Why a generation ended, in OpenAI's words.
@@ -211,7 +213,6 @@ fn run_job(model: &mut Model, job: &Job, metrics: &Metrics) {
             return;
         }
     };
-    let start = Instant::now();
     let mut first: Option<Instant> = None;
     let mut stop = StopMatcher::new(job.stop.clone());
     let mut stopped = false;
@@ -233,7 +234,7 @@ fn run_job(model: &mut Model, job: &Job, metrics: &Metrics) {
         }
         if first.is_none() {
             first = Some(Instant::now());
-            metrics.ttft.observe(start.elapsed().as_secs_f64());
+            metrics.ttft.observe(job.submitted.elapsed().as_secs_f64());
         }
         let released = stop.push(&piece);
         if !released.text.is_empty() && !send(Event::Text(released.text)) {

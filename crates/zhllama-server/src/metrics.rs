@@ -22,7 +22,7 @@ pub struct Metrics {
     pub generated_tokens: Counter,
     /// Generations stopped because their client went away.
     pub cancelled: Counter,
-    /// Seconds from a job's start to its first generated token.
+    /// Seconds from a request's arrival to its first generated token.
     pub ttft: Histogram,
     /// Decode speed of the last finished generation.
     pub tokens_per_second: Gauge<f64, AtomicU64>,
@@ -60,7 +60,7 @@ impl Default for Metrics {
         );
         registry.register(
             "time_to_first_token_seconds",
-            "Seconds from a job's start to its first generated token",
+            "Seconds from a request's arrival to its first generated token",
             ttft.clone(),
         );
         registry.register(

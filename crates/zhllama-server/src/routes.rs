@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -294,6 +294,7 @@ async fn generate(
             max_tokens,
             stop: s.stop,
             events: tx,
+            submitted: Instant::now(),
         })
         .map_err(|_| {
             ApiError::new(

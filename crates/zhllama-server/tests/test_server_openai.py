@@ -306,5 +306,14 @@ def test_a_bad_checkpoint_is_one_line_and_status_1(tmp_path, small):
     assert len(lines) == 1 and "bad.bin" in lines[0], r.stderr
 
 
+def test_the_playground_is_served_from_the_binary(server):
+    r = httpx.get(server.url + "/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    for part in ['id="tell"', 'id="stop"', 'id="temperature"', 'id="top_p"', 'id="seed"',
+                 'id="max_tokens"', "讲故事", "Tell", "/v1/completions", "getReader"]:  # fmt: skip
+        assert part in r.text, part
+    assert "http" not in r.text.replace(server.url, "").split("<script>")[1]  # no CDN
+
+
 if os.name != "posix":  # signals and loopback ports as on Linux
     pytest.skip("POSIX only", allow_module_level=True)
