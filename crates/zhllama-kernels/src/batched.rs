@@ -102,7 +102,8 @@ unsafe fn rows_all_vectors(w: &MatRef<'_>, x: &BatchInput<'_>, r0: usize, r1: us
                 let t1 = (t0 + tile).min(p1);
                 let o = &mut tmp[..t1 - t0];
                 for v in v0..(v0 + vblock).min(x.n) {
-                    row_tile(w, x, t0, v, o);
+                    // only the block's first vector prefetches: the others find the tile in L1
+                    row_tile(w, x, t0, v, o, v == v0);
                     // SAFETY: rows t0..t1 of vector v lie inside the output and belong to
                     // this task.
                     std::ptr::copy_nonoverlapping(o.as_ptr(), out.0.add(v * rows + t0), o.len());
@@ -113,21 +114,41 @@ unsafe fn rows_all_vectors(w: &MatRef<'_>, x: &BatchInput<'_>, r0: usize, r1: us
 }
 
 /// Rows `t0..t0 + o.len()` (t0 a multiple of 4) of `w` times vector `v`, by the one-vector row
-/// kernel. The slices run to the end of the matrix (not of the tile) so that the kernel
-/// prefetches the next rows as it does for a whole matrix; `o` bounds the rows.
-fn row_tile(w: &MatRef<'_>, x: &BatchInput<'_>, t0: usize, v: usize, o: &mut [f32]) {
+/// kernel. With `prefetch` the slices run to the end of the matrix (not of the tile) so that
+/// the kernel prefetches the next rows as it does for a whole matrix; without, they end with
+/// the tile and the kernel prefetches nothing (it never reads past its slice). `o` bounds the
+/// rows either way, so the arithmetic is the same.
+fn row_tile(
+    w: &MatRef<'_>,
+    x: &BatchInput<'_>,
+    t0: usize,
+    v: usize,
+    o: &mut [f32],
+    prefetch: bool,
+) {
+    let t1 = t0 + o.len();
     match *w {
         MatRef::F32 { w, cols, .. } => {
-            f32_rows(&w[t0 * cols..], cols, &x.xs[v * cols..(v + 1) * cols], o)
+            let w = if prefetch {
+                &w[t0 * cols..]
+            } else {
+                &w[t0 * cols..t1 * cols]
+            };
+            f32_rows(w, cols, &x.xs[v * cols..(v + 1) * cols], o)
         }
         MatRef::Q8 { q, s, cols, gs, .. } => {
             let ng = cols / gs;
+            let (q, s) = if prefetch {
+                (&q[t0 * cols..], &s[t0 * ng..])
+            } else {
+                (&q[t0 * cols..t1 * cols], &s[t0 * ng..t1 * ng])
+            };
             let xq = match &x.q {
                 Some(qs) if qs[v].gs == gs => std::borrow::Cow::Borrowed(&qs[v]),
                 // not quantized for this group size (never the case inside one model)
                 _ => std::borrow::Cow::Owned(QuantVec::new(&x.xs[v * cols..(v + 1) * cols], gs)),
             };
-            q8_rows(&q[t0 * cols..], &s[t0 * ng..], cols, gs, &xq, o)
+            q8_rows(q, s, cols, gs, &xq, o)
         }
     }
 }
