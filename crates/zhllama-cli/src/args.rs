@@ -26,6 +26,14 @@ The story goes to stdout followed by a newline; 'achieved tok/s: X' goes to stde
 is a pipe that closes (| head) the run ends quietly; when it cannot be written (a full disk) the
 run ends with one error line and status 1.
 
+Chat (-m chat) follows run.c: the Llama-2 template, the first turn
+  [INST] <<SYS>>\\n{system}\\n<</SYS>>\\n\\n{user} [/INST]   (or [INST] {user} [/INST] without one)
+and every later turn [INST] {user} [/INST]. The system prompt is -y, or else the FIRST LINE of
+input (an empty line for none); each following line is one user turn (-i gives the first).
+Replies end when the model samples EOS. -n bounds the positions of the whole conversation;
+when a reply fills them, 'context full at N tokens' goes to stderr. The story models were not
+trained on this template: they answer with a story.
+
 --tokenize prints the ids sentencepiece would give (no BOS/EOS), space-separated: for -i's text,
 or else for each NUL-separated record of stdin, one line per record. CHECKPOINT is optional
 then (without it the tokenizer's vocab size is the number of entries in the file).
@@ -50,7 +58,12 @@ pub(crate) enum QuantizeArg {
 
 /// Run a llama2.c-format model: print a story (or chat), like llama2.c's `run`, faster.
 #[derive(Parser, Debug)]
-#[command(name = "zhllama-rs", version, after_help = AFTER_HELP, allow_negative_numbers = true)]
+#[command(
+    name = "zhllama-rs",
+    after_help = AFTER_HELP,
+    allow_negative_numbers = true,
+    disable_version_flag = true
+)]
 pub(crate) struct Cli {
     /// Model checkpoint (.bin, version 0, 1 or 2 = int8)
     pub(crate) checkpoint: Option<PathBuf>,
@@ -84,18 +97,14 @@ pub(crate) struct Cli {
         allow_hyphen_values = true
     )]
     pub(crate) prompt: Option<String>,
-    /// Tokenizer file
-    #[arg(
-        short = 'z',
-        long = "tokenizer",
-        default_value = "tokenizer.bin",
-        value_name = "TOKENIZER"
-    )]
-    pub(crate) tokenizer: PathBuf,
+    /// Tokenizer file (llama2.c tokenizer.bin) [default: tokenizer.bin in the current folder,
+    /// else beside the checkpoint]
+    #[arg(short = 'z', long = "tokenizer", value_name = "TOKENIZER")]
+    pub(crate) tokenizer: Option<PathBuf>,
     /// Mode
     #[arg(short = 'm', long = "mode", value_enum, default_value_t = Mode::Generate)]
     pub(crate) mode: Mode,
-    /// System prompt (chat mode)
+    /// System prompt (chat mode; without it the first line of input is the system prompt)
     #[arg(
         short = 'y',
         long = "system",
@@ -135,4 +144,29 @@ pub(crate) struct Cli {
         value_parser = clap::value_parser!(u16).range(1..)
     )]
     pub(crate) parallel: u16,
+    /// Print the version and the CPU features the kernels use on this machine
+    #[arg(short = 'V', long = "version")]
+    pub(crate) version: bool,
+}
+
+/// The tokenizer looked for when -z is not given.
+const DEFAULT_TOKENIZER: &str = "tokenizer.bin";
+
+impl Cli {
+    /// The tokenizer to read: -z, else `tokenizer.bin` in the current folder, else the one
+    /// beside the checkpoint (where `zhllama export` users keep it), else the current folder's
+    /// name again, for the error message.
+    pub(crate) fn tokenizer_path(&self) -> PathBuf {
+        if let Some(z) = &self.tokenizer {
+            return z.clone();
+        }
+        let here = PathBuf::from(DEFAULT_TOKENIZER);
+        if here.exists() {
+            return here;
+        }
+        match self.checkpoint.as_ref().and_then(|c| c.parent()) {
+            Some(dir) if dir.join(DEFAULT_TOKENIZER).exists() => dir.join(DEFAULT_TOKENIZER),
+            _ => here,
+        }
+    }
 }

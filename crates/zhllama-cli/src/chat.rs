@@ -1,7 +1,7 @@
 //! `-m chat`: the terminal side of a conversation (reading lines, printing the reply as it is
 //! sampled). The template and the turn loop are zhllama-core's [`Chat`].
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 
 use zhllama_core::{Chat, GenerateOptions, Model};
 
@@ -28,6 +28,14 @@ fn read_line(out: &mut impl Write, guide: &str) -> Result<Option<String>, Failur
 pub(crate) fn chat(model: &mut Model, cli: &Cli, opts: &GenerateOptions) -> Result<(), Failure> {
     let mut chat = Chat::new(model, opts)?;
     let mut out = std::io::stdout().lock();
+    if cli.system.is_none() && std::io::stdin().is_terminal() {
+        // Typed by hand: say what the first line is before asking for it.
+        let _ = writeln!(
+            std::io::stderr(),
+            "(chat: the first line is the system prompt, Enter for none, or pass -y; then one \
+             line per turn; Ctrl-D ends)"
+        );
+    }
     while chat.awaiting_user() {
         let first = chat.is_first_turn();
         let system = match (&cli.system, first) {
@@ -54,5 +62,16 @@ pub(crate) fn chat(model: &mut Model, cli: &Cli, opts: &GenerateOptions) -> Resu
     let text = chat.finish();
     emit(&mut out, text.as_bytes())?;
     emit(&mut out, b"\n")?;
+    if chat.is_full() {
+        let limit = if chat.steps() < model.seq_len() {
+            format!("-n {} of the model's {}", chat.steps(), model.seq_len())
+        } else {
+            "the model's whole context".to_owned()
+        };
+        crate::report(&format!(
+            "context full at {} tokens ({limit}); the conversation ends here",
+            chat.positions()
+        ));
+    }
     Ok(())
 }

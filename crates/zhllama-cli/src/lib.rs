@@ -114,16 +114,39 @@ pub(crate) fn emit(out: &mut impl Write, bytes: &[u8]) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A missing tokenizer's error with what to do about it.
 pub(crate) fn load_tokenizer_hint(e: zhllama_core::Error, cli: &Cli) -> String {
     match e {
-        zhllama_core::Error::NotFound { ref path } if path == &cli.tokenizer => {
-            format!("{e} (pass the tokenizer with -z)")
+        zhllama_core::Error::NotFound { ref path } if path == &cli.tokenizer_path() => {
+            if cli.tokenizer.is_some() {
+                format!("{e} (pass the tokenizer with -z)")
+            } else {
+                format!("{e} (not here nor beside the checkpoint; pass the tokenizer with -z)")
+            }
         }
         e => e.to_string(),
     }
 }
 
+/// `--version`: the version, then what the kernels will run on this CPU (detected now, as
+/// the engine detects it; ZHLLAMA_SIMD caps it).
+fn version() -> Result<(), Failure> {
+    let features: Vec<String> = zhllama_kernels::cpu_features()
+        .iter()
+        .map(|(name, has)| format!("{name} {}", if *has { "yes" } else { "no" }))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "zhllama-rs {}", env!("CARGO_PKG_VERSION"))?;
+    writeln!(out, "cpu features: {}", features.join(", "))?;
+    writeln!(out, "kernels: {}", zhllama_kernels::simd_level().describe())?;
+    out.flush()?;
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
+    if cli.version {
+        return version();
+    }
     if cli.tokenize {
         return tokenize::tokenize(&cli);
     }
@@ -152,7 +175,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     };
     let mut model = Model::load_with(
         &checkpoint,
-        Some(&cli.tokenizer),
+        Some(&cli.tokenizer_path()),
         Some(cli.threads),
         quantize,
     )

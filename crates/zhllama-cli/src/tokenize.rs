@@ -12,8 +12,8 @@ pub(crate) fn tokenize(cli: &Cli) -> Result<(), Failure> {
         Some(c) => Some(zhllama_core::read_config(c)?.vocab_size),
         None => None,
     };
-    let tok =
-        Tokenizer::from_file(&cli.tokenizer, vocab).map_err(|e| load_tokenizer_hint(e, cli))?;
+    let tok = Tokenizer::from_file(cli.tokenizer_path(), vocab)
+        .map_err(|e| load_tokenizer_hint(e, cli))?;
     let texts: Vec<String> = match &cli.prompt {
         Some(p) => vec![p.clone()],
         None => {

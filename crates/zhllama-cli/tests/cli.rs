@@ -522,3 +522,159 @@ fn quantize_q8_at_load() {
     let o = run(&[m, "--quantize", "q4"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn a_sentencepiece_model_as_tokenizer_says_to_pass_the_bin() {
+    // issue 16 item 5: `-z tok.model` used to say "entry 1 claims 3842378253 bytes".
+    let Some(r) = zhllama_testkit::reference(
+        "a_sentencepiece_model_as_tokenizer_says_to_pass_the_bin",
+        &["llama2c/stories260K.bin", "llama2c/tok512.model"],
+    ) else {
+        return;
+    };
+    let (m, z) = (
+        r.join("llama2c/stories260K.bin"),
+        r.join("llama2c/tok512.model"),
+    );
+    for args in [
+        vec![arg(&m), "-z", arg(&z)],
+        vec!["--tokenize", "-z", arg(&z), "-i", "hi"],
+    ] {
+        let out = run(&args);
+        assert_clean_error(
+            &out,
+            &[
+                "tok512.model",
+                "sentencepiece .model",
+                "tokenizer.bin",
+                "zhllama tokenizer export",
+            ],
+        );
+    }
+}
+
+#[test]
+fn the_default_tokenizer_is_found_beside_the_checkpoint() {
+    // issue 16 item 5: no -z, no tokenizer.bin in the current folder, one beside the checkpoint.
+    let f = files();
+    let dir = tmp("beside");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&f.tiny, dir.join("model.bin")).unwrap();
+    std::fs::copy(&f.tok, dir.join("tokenizer.bin")).unwrap();
+    let cwd = tmp("elsewhere");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let args = ["-t", "0", "-n", "40", "-i", "Once"];
+    let out = Command::new(BIN)
+        .arg(dir.join("model.bin"))
+        .args(args)
+        .current_dir(&cwd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        story(&f.tiny, &f.tok, &args)
+    );
+    // --tokenize finds it the same way
+    let out = Command::new(BIN)
+        .arg(dir.join("model.bin"))
+        .args(["--tokenize", "-i", "Once"])
+        .current_dir(&cwd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // nowhere at all: the error says where it looked
+    let out = Command::new(BIN)
+        .arg(&f.tiny)
+        .current_dir(&cwd)
+        .output()
+        .unwrap();
+    assert_clean_error(&out, &["tokenizer.bin", "beside the checkpoint", "-z"]);
+}
+
+#[test]
+fn chat_says_when_the_context_is_full() {
+    // issue 16 item 7: a reply that fills -n used to end with status 0 and not a word.
+    use std::io::Write;
+    let f = files();
+    let mut child = Command::new(BIN)
+        .arg(&f.tiny)
+        .arg("-z")
+        .arg(&f.tok)
+        .args(["-m", "chat", "-t", "0", "-n", "90"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the first line is the system prompt (stdin is not a terminal: no hint line)
+    let stdin = child.stdin.take().unwrap();
+    writeln!(&stdin, "be kind\nhello").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.starts_with("Enter system prompt (optional): User: Assistant: "));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        err,
+        "zhllama-rs: context full at 90 tokens (-n 90 of the model's 256); the conversation \
+         ends here\n"
+    );
+}
+
+#[test]
+fn chat_mode_is_documented_in_help() {
+    let out = run(&["--help"]);
+    let help = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        r"[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST]",
+        "FIRST LINE",
+        "context full at N tokens",
+        "not\ntrained on this template",
+    ] {
+        assert!(help.contains(needle), "{needle:?} missing from --help");
+    }
+}
+
+#[test]
+fn version_names_the_build_and_the_cpu_features_used_here() {
+    // issue 16 item 8
+    let out = run(&["--version"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(concat!("zhllama-rs ", env!("CARGO_PKG_VERSION")))
+    );
+    let features = lines.next().unwrap();
+    #[cfg(target_arch = "x86_64")]
+    for (name, has) in [
+        ("avx2", is_x86_feature_detected!("avx2")),
+        ("fma", is_x86_feature_detected!("fma")),
+        ("avx512f", is_x86_feature_detected!("avx512f")),
+        ("avx512vnni", is_x86_feature_detected!("avx512vnni")),
+    ] {
+        let want = format!("{name} {}", if has { "yes" } else { "no" });
+        assert!(features.contains(&want), "{want:?} not in {features:?}");
+    }
+    assert!(lines.next().unwrap().starts_with("kernels: "));
+    // capped for an A/B, the report follows
+    let capped = Command::new(BIN)
+        .arg("-V")
+        .env("ZHLLAMA_SIMD", "portable")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(capped.stdout)
+        .unwrap()
+        .contains("kernels: portable code"));
+}

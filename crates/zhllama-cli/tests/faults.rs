@@ -68,11 +68,13 @@ fn tokenizer() -> Vec<u8> {
 fn files(seq_len: usize) -> (PathBuf, PathBuf) {
     let model = tmp(&format!("model-{seq_len}.bin"));
     let tok = tmp("tok.bin");
+    // Atomic writes: tests run in parallel, and one must never read a file another is still
+    // writing (a "truncated" checkpoint made this test flaky).
     if !model.exists() {
-        std::fs::write(&model, checkpoint(seq_len)).unwrap();
+        zhllama_testkit::write(&model, &checkpoint(seq_len));
     }
     if !tok.exists() {
-        std::fs::write(&tok, tokenizer()).unwrap();
+        zhllama_testkit::write(&tok, &tokenizer());
     }
     (model, tok)
 }

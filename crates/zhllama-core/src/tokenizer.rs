@@ -155,6 +155,25 @@ fn normalize(text: &str) -> String {
     norm
 }
 
+/// Whether `data` starts like a sentencepiece `ModelProto` (protobuf): field 1 (`pieces`,
+/// length-delimited) holding a non-empty message whose own field 1 (the piece string) comes
+/// first. A tokenizer.bin starts with its max token length as a little-endian u32, whose bytes
+/// 1-3 are zero for any real tokenizer, so the two cannot be confused.
+fn is_sentencepiece_model(data: &[u8]) -> bool {
+    if data.first() != Some(&0x0A) {
+        return false;
+    }
+    // the varint length of the first piece
+    let mut len = 0u64;
+    for (i, &b) in data.iter().skip(1).take(5).enumerate() {
+        len |= u64::from(b & 0x7F) << (7 * i);
+        if b & 0x80 == 0 {
+            return len > 0 && data.get(i + 2) == Some(&0x0A);
+        }
+    }
+    false
+}
+
 impl Tokenizer {
     /// Reads a tokenizer file.
     ///
@@ -175,6 +194,14 @@ impl Tokenizer {
             .map_err(|e| Error::io(path, e))?;
         if data.len() as u64 > len {
             return Err(Error::bad_file(path, "file grew while it was being read"));
+        }
+        if is_sentencepiece_model(&data) {
+            return Err(Error::bad_file(
+                path,
+                "this is a sentencepiece .model file, not a llama2.c tokenizer.bin: pass the .bin \
+                 made from it (`zhllama tokenizer export FILE.model` writes FILE.bin; \
+                 `zhllama tokenizer train` writes one beside the .model)",
+            ));
         }
         Self::from_bytes(&data, vocab_size).map_err(|msg| Error::bad_file(path, msg))
     }

@@ -47,3 +47,33 @@ pub fn simd_level() -> Simd {
 pub(crate) fn have_avx2_fma() -> bool {
     simd_level() != Simd::None
 }
+
+/// The CPU features the kernels look for, each with whether this CPU has it (detected at run
+/// time, as the kernels do): what `zhllama-rs --version` reports.
+pub fn cpu_features() -> Vec<(&'static str, bool)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        vec![
+            ("avx2", is_x86_feature_detected!("avx2")),
+            ("fma", is_x86_feature_detected!("fma")),
+            ("avx512f", is_x86_feature_detected!("avx512f")),
+            ("avx512vl", is_x86_feature_detected!("avx512vl")),
+            ("avx512vnni", is_x86_feature_detected!("avx512vnni")),
+        ]
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Vec::new()
+    }
+}
+
+impl Simd {
+    /// What the kernels run at this level, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Simd::None => "portable code (no AVX2+FMA here, or ZHLLAMA_SIMD=portable)",
+            Simd::Avx2 => "AVX2+FMA (f32 and int8)",
+            Simd::Vnni => "AVX2+FMA for f32, AVX-512 VNNI for int8",
+        }
+    }
+}

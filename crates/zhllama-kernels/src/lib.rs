@@ -35,7 +35,7 @@ pub mod training_attention;
 pub mod vector;
 
 pub use batched::{matmul_batch, BatchInput};
-pub use dispatch::{simd_level, Simd};
+pub use dispatch::{cpu_features, simd_level, Simd};
 pub use float::{dot, f32_rows};
 pub use int8::{dot_i8, q8_rows, q8_rows_portable, quantize_groups, QuantVec};
 pub use matmul::{block_rows, matmul, matmul_many, swiglu, MatRef};
