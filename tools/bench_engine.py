@@ -13,9 +13,10 @@ tokenizer of that size). Measured, each at 1 and 2 threads:
   `llama-bench -p 0 -n 200` on the same weights as GGUF (f32, and q8_0 for int8) when
   `ZH_REF_LLAMA_CPP` is set. Also our effective bandwidth (tokens/s × weight bytes) against the
   machine's read bandwidth measured in the same run by ../shared/tools/membw.c.
-- prefill: the time to read a prompt of 64 and of 256 tokens, tokens/s. zhllama-rs and llama2.c
-  feed a prompt one token at a time (`-i PROMPT -n N`: all N positions are prompt, and both
-  report N-1 positions over the time after the first, run.c's clock); llama.cpp's
+- prefill: the time to read a prompt of 64 and of 256 tokens, tokens/s (`-i PROMPT -n N`: all
+  N positions are prompt). llama2.c feeds it one token at a time and reports N-1 positions over
+  the time after the first (run.c's clock); zhllama-rs reads it in one batched pass and reports
+  N-1 positions over the time of that pass (its clock starts before it); llama.cpp's
   `llama-bench -p N -n 0` reads it as one batch.
 - aggregate decode (llama.cpp only; zhllama has no batched decode yet): `llama-batched-bench
   -npp 16 -ntg 64 -npl 1,2,4,8,16`, generated tokens/s over all sequences, one run.

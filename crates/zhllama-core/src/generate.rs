@@ -66,7 +66,9 @@ impl Default for GenerateOptions {
 }
 
 /// Timing of a generation, measured as run.c does: the clock starts after the first forward
-/// pass (which can be slower), and the first position is not counted.
+/// pass (which can be slower), and the first position is not counted. When the prompt is
+/// prefilled (a batched pass over all its positions in the first step) the clock starts
+/// before that pass, so that the prompt's positions are paid for.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct GenerationStats {
     /// Positions run so far (prompt included).
@@ -230,6 +232,12 @@ impl Generator {
             // The whole prompt (up to `steps`) in one batched pass; its last position's logits
             // (when the prompt fits) stay in the model for the first sampled token.
             let end = self.tokens.len().min(self.steps);
+            // The clock then starts before the prefill, not after it as after one token: the
+            // prompt's positions all run in this first step, and a rate that left them out
+            // would count them as free.
+            if self.start.is_none() {
+                self.start = Some(Instant::now());
+            }
             let want = if end == self.tokens.len() {
                 Logits::Last
             } else {

@@ -8,10 +8,12 @@
 //! the same lanes, partial sums and final reduction as when the matrix is multiplied by that
 //! vector alone, whatever the batch, the chunk or the thread count.
 //!
-//! Speed comes from the order of the loops: the rows are walked in small tiles (a few KiB of
-//! weights, which stay in L1/L2) and each tile is multiplied by every vector before moving on,
-//! so each weight comes from memory once per batch instead of once per vector. Tiles are
-//! handed to the model's rayon pool in blocks of rows, as the one-vector `matmul` does.
+//! Speed comes from the order of the loops: rows are walked in panels that stay in L2, each
+//! panel meets the vectors in blocks that stay in L2 too, and inside that small tiles of rows
+//! (L1) are multiplied by every vector of the block before moving on. So each weight comes from
+//! memory once per batch instead of once per vector, and a long prompt's vectors are not
+//! streamed from L3 once per tile. Row blocks go to the model's rayon pool, as the one-vector
+//! `matmul` does.
 
 use rayon::prelude::*;
 
@@ -53,13 +55,23 @@ impl<'a> BatchInput<'a> {
 /// Weight bytes of one tile: small enough to stay in L1/L2 while every vector passes over it.
 const TILE_BYTES: usize = 24 * 1024;
 
-/// Rows of one tile: a multiple of 4 (the row kernel's block), at least 4.
-fn tile_rows(w: &MatRef<'_>) -> usize {
-    let row_bytes = match w {
+/// Weight bytes of one panel of tiles, kept in L2 while blocks of vectors pass over it.
+const PANEL_BYTES: usize = 192 * 1024;
+
+/// Input bytes of one block of vectors, kept in L2 while they pass over a panel.
+const XBLOCK_BYTES: usize = 96 * 1024;
+
+/// Bytes of one row of `w` (values and scales).
+fn row_bytes(w: &MatRef<'_>) -> usize {
+    match w {
         MatRef::F32 { cols, .. } => 4 * cols,
         MatRef::Q8 { cols, gs, .. } => cols + 4 * (cols / gs),
-    };
-    (TILE_BYTES / row_bytes.max(1) / 4 * 4).max(4)
+    }
+}
+
+/// Rows of one tile: a multiple of 4 (the row kernel's block), at least 4.
+fn tile_rows(w: &MatRef<'_>) -> usize {
+    (TILE_BYTES / row_bytes(w).max(1) / 4 * 4).max(4)
 }
 
 /// A pointer to the output that tasks of one product share; each writes only its own rows.
@@ -76,37 +88,68 @@ unsafe impl Sync for OutPtr {}
 /// # Safety
 /// `out` must point to `n * rows` floats, and no one else may touch rows `r0..r1` meanwhile.
 unsafe fn rows_all_vectors(w: &MatRef<'_>, x: &BatchInput<'_>, r0: usize, r1: usize, out: OutPtr) {
-    let rows = w.rows();
+    let (rows, cols) = (w.rows(), w.cols());
     let tile = tile_rows(w);
+    let panel = (PANEL_BYTES / row_bytes(w).max(1) / tile * tile).max(tile);
+    let vblock = (XBLOCK_BYTES / (4 * cols).max(1)).max(1);
     let mut tmp = vec![0.0f32; tile];
-    let mut t0 = r0;
-    while t0 < r1 {
-        let t1 = (t0 + tile).min(r1);
-        let o = &mut tmp[..t1 - t0];
-        for v in 0..x.n {
-            // The slices run to the end of the matrix (not of the tile) so that the row kernel
-            // prefetches the next tiles as it does for a whole matrix; `o` bounds the rows.
-            match *w {
-                MatRef::F32 { w, cols, .. } => {
-                    f32_rows(&w[t0 * cols..], cols, &x.xs[v * cols..(v + 1) * cols], o)
-                }
-                MatRef::Q8 { q, s, cols, gs, .. } => {
-                    let ng = cols / gs;
-                    let xq = match &x.q {
-                        Some(qs) if qs[v].gs == gs => std::borrow::Cow::Borrowed(&qs[v]),
-                        // not quantized for this group size (never the case inside one model)
-                        _ => std::borrow::Cow::Owned(QuantVec::new(
-                            &x.xs[v * cols..(v + 1) * cols],
-                            gs,
-                        )),
-                    };
-                    q8_rows(&q[t0 * cols..], &s[t0 * ng..], cols, gs, &xq, o)
+    // panel of rows (in L2) × block of vectors (in L2) × tile of rows (in L1) × vector: the
+    // weights come from memory once, the vectors from L2/L3 once per panel.
+    for p0 in (r0..r1).step_by(panel) {
+        let p1 = (p0 + panel).min(r1);
+        for v0 in (0..x.n).step_by(vblock) {
+            for t0 in (p0..p1).step_by(tile) {
+                let t1 = (t0 + tile).min(p1);
+                let o = &mut tmp[..t1 - t0];
+                for v in v0..(v0 + vblock).min(x.n) {
+                    // only the block's first vector prefetches: the others find the tile in L1
+                    row_tile(w, x, t0, v, o, v == v0);
+                    // SAFETY: rows t0..t1 of vector v lie inside the output and belong to
+                    // this task.
+                    std::ptr::copy_nonoverlapping(o.as_ptr(), out.0.add(v * rows + t0), o.len());
                 }
             }
-            // SAFETY: rows t0..t1 of vector v lie inside the output and belong to this task.
-            std::ptr::copy_nonoverlapping(o.as_ptr(), out.0.add(v * rows + t0), o.len());
         }
-        t0 = t1;
+    }
+}
+
+/// Rows `t0..t0 + o.len()` (t0 a multiple of 4) of `w` times vector `v`, by the one-vector row
+/// kernel. With `prefetch` the slices run to the end of the matrix (not of the tile) so that
+/// the kernel prefetches the next rows as it does for a whole matrix; without, they end with
+/// the tile and the kernel prefetches nothing (it never reads past its slice). `o` bounds the
+/// rows either way, so the arithmetic is the same.
+fn row_tile(
+    w: &MatRef<'_>,
+    x: &BatchInput<'_>,
+    t0: usize,
+    v: usize,
+    o: &mut [f32],
+    prefetch: bool,
+) {
+    let t1 = t0 + o.len();
+    match *w {
+        MatRef::F32 { w, cols, .. } => {
+            let w = if prefetch {
+                &w[t0 * cols..]
+            } else {
+                &w[t0 * cols..t1 * cols]
+            };
+            f32_rows(w, cols, &x.xs[v * cols..(v + 1) * cols], o)
+        }
+        MatRef::Q8 { q, s, cols, gs, .. } => {
+            let ng = cols / gs;
+            let (q, s) = if prefetch {
+                (&q[t0 * cols..], &s[t0 * ng..])
+            } else {
+                (&q[t0 * cols..t1 * cols], &s[t0 * ng..t1 * ng])
+            };
+            let xq = match &x.q {
+                Some(qs) if qs[v].gs == gs => std::borrow::Cow::Borrowed(&qs[v]),
+                // not quantized for this group size (never the case inside one model)
+                _ => std::borrow::Cow::Owned(QuantVec::new(&x.xs[v * cols..(v + 1) * cols], gs)),
+            };
+            q8_rows(q, s, cols, gs, &xq, o)
+        }
     }
 }
 
@@ -161,7 +204,7 @@ mod tests {
                     gs,
                 },
             ];
-            for n in [1, 3, 8] {
+            for n in [1, 3, 8, 45] {
                 let xs = values(n * cols, n + 7);
                 for w in mats {
                     let want: Vec<f32> = xs
