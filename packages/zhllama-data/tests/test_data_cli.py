@@ -72,7 +72,7 @@ def test_export_of_an_empty_source_leaves_nothing(tmp_path, capsys):
     ("argv", "message"),
     [
         (["data", "sample", "nope"], "unknown source 'nope'; known sources: "),
-        (["data", "sample", "synthetic", "colour=red"], "unknown setting colour"),
+        (["data", "sample", "synthetic", "colour=red"], "unknown setting colour; known settings"),
         (["data", "sample", "synthetic", "seed=abc"], "seed must be int"),
         (["data", "sample", "synthetic", "oops"], "cannot read setting 'oops'"),
         (["data", "sample", "synthetic", "-n", "0"], "-n must be at least 1"),

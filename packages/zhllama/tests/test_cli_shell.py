@@ -87,3 +87,17 @@ def test_version_names_every_package_and_imports_nothing_heavy():
     assert f"zhllama-trainer {version('zhllama-trainer')}" in lines
     assert f"torch {version('torch')}" in lines
     assert run_script("-V").stdout == proc.stdout
+
+
+def test_help_screens_read_plainly(capsys):
+    # issue 16 (9): usage showed `{CHECKPOINT}` and flags `<bool>`; `data` lists pretokenize
+    for argv in (["export", "--help"], ["eval", "--help"], ["sample", "--help"], ["--help"]):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "<bool>" not in out and "{" not in out, (argv, out)
+    assert main(["data", "--help"]) == 0
+    assert "pretokenize" in capsys.readouterr().out
+    assert main(["data", "sample", "synthetic", "colour=red"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown setting colour; known settings: num_stories, seed" in err
+    assert "Config" not in err

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from zhllama import help_style  # noqa: F401  (help screens without {NAME} and <bool>)
 from zhllama.errors import ZhllamaError, one_line, quote_name
 from zhllama.registry import KINDS, get_registry
 

@@ -69,9 +69,20 @@ def build_config(cls: type[T], values: dict[str, Any] | None = None, base: T | N
     unknown = sorted(k for k in values if k not in fields)
     if unknown:
         raise ZhllamaError(
-            f"unknown setting {', '.join(unknown)} for {cls.__name__}; "
-            f"known settings: {', '.join(fields)}"
+            # no class name: users know the command they typed, not our dataclasses
+            f"unknown setting {', '.join(unknown)}; known settings: {', '.join(fields)}"
         )
+    if base is None:
+        missing = [
+            name
+            for name, f in fields.items()
+            if f.init
+            and name not in values
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise ZhllamaError(f"missing setting {', '.join(missing)} (give it as KEY=VALUE)")
     hints = typing.get_type_hints(cls)
     converted = {k: _convert(k, v, hints[k]) for k, v in values.items()}
     try:
@@ -79,7 +90,7 @@ def build_config(cls: type[T], values: dict[str, Any] | None = None, base: T | N
             return dataclasses.replace(base, **converted)  # type: ignore[type-var]
         return cls(**converted)
     except TypeError as e:
-        raise ZhllamaError(f"bad settings for {cls.__name__}: {e}") from None
+        raise ZhllamaError(f"bad settings: {e}") from None
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:
