@@ -14,7 +14,8 @@ from zhllama_trainer.train import train
 
 
 def test_unknown_key_lists_the_known_ones() -> None:
-    with pytest.raises(ZhllamaError, match="unknown setting learning_rat; known settings: size, .*learning_rate"):
+    known = "unknown setting learning_rat; known settings: size, .*learning_rate"
+    with pytest.raises(ZhllamaError, match=known):
         make_config("15M", {"learning_rat": "1e-3"})
 
 
