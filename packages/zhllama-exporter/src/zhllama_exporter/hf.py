@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from zhllama.atomic import atomic_write_bytes
 from zhllama.errors import ZhllamaError
+from zhllama_trainer.architecture import ModelShape
 
-from zhllama_exporter.weights import Shape, Weights
+from zhllama_exporter.weights import Weights
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -63,7 +64,7 @@ def hf_name(name: str) -> str:
     return f"model.layers.{i}.{LAYER_NAMES[rest.removesuffix('.weight')]}.weight"
 
 
-def config_json(s: Shape, dtype: str) -> dict[str, Any]:
+def config_json(s: ModelShape, dtype: str) -> dict[str, Any]:
     return {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -185,7 +186,7 @@ def read_hf(path: Path) -> Weights:
     cfg = _load_config(path)
     try:
         H = int(cfg["num_attention_heads"])
-        s = Shape(
+        s = ModelShape(
             dim=int(cfg["hidden_size"]),
             hidden_dim=int(cfg["intermediate_size"]),
             n_layers=int(cfg["num_hidden_layers"]),

@@ -14,13 +14,16 @@ from typing import BinaryIO
 import numpy as np
 import torch
 from zhllama.errors import ZhllamaError
+from zhllama_trainer.architecture import LAYER_MATRICES, ModelShape
+from zhllama_trainer.model import rope_tables
 
 from zhllama_exporter.quant import dequantize, quantize
-from zhllama_exporter.weights import LAYER_MATRICES, Int8, Shape, Weights
+from zhllama_exporter.weights import Int8, Weights
 
 MAGIC = 0x616B3432  # "ak42" read as a little-endian u32
 HEADER_BYTES = 256
-ROPE_THETA = 10000.0
+# The export format that writes each version (the names of components.FORMATS).
+FORMAT_OF_VERSION = {0: "llama2c", 1: "llama2c-v1", 2: "llama2c-int8"}
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -30,19 +33,11 @@ def _f32(f: BinaryIO, t: torch.Tensor) -> None:
     f.write(t.detach().to(torch.float32).contiguous().numpy().astype("<f4", copy=False).tobytes())
 
 
-def _params(shape: Shape, vocab: int) -> bytes:
+def _params(shape: ModelShape, vocab: int) -> bytes:
     s = shape
     return struct.pack(
         "<7i", s.dim, s.hidden_dim, s.n_layers, s.n_heads, s.n_kv_heads, vocab, s.max_seq_len
     )
-
-
-def rope_tables(head_dim: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin, each (seq_len, head_dim / 2), computed as llama2.c's model.py does (float32
-    frequencies, torch.cos / torch.sin of their outer product), so v0 files match bit for bit."""
-    freqs = 1.0 / (ROPE_THETA ** (torch.arange(0, head_dim, 2)[: head_dim // 2].float() / head_dim))
-    angles = torch.outer(torch.arange(seq_len), freqs).float()
-    return torch.cos(angles), torch.sin(angles)
 
 
 def write_v0(w: Weights, f: BinaryIO) -> None:
@@ -143,17 +138,17 @@ def sniff_version(path: Path) -> int:
     return version
 
 
-def _matrix_count(s: Shape) -> int:
+def _matrix_count(s: ModelShape) -> int:
     L, d, h, kvd, V = s.n_layers, s.dim, s.hidden_dim, s.kv_dim, s.vocab_size
     per_layer = 2 * d * d + 2 * kvd * d + 3 * h * d
     return V * d + L * per_layer + (0 if s.shared_classifier else V * d)
 
 
-def _norm_count(s: Shape) -> int:
+def _norm_count(s: ModelShape) -> int:
     return 2 * s.n_layers * s.dim + s.dim
 
 
-def _check_size(path: Path, s: Shape, expected: int, what: str) -> None:
+def _check_size(path: Path, s: ModelShape, expected: int, what: str) -> None:
     actual = path.stat().st_size
     if actual != expected:
         raise ZhllamaError(
@@ -167,7 +162,7 @@ def _check_size(path: Path, s: Shape, expected: int, what: str) -> None:
 def _expect_version(path: Path, version: int) -> None:
     found = sniff_version(path)
     if found != version:
-        fmt = {0: "llama2c", 1: "llama2c-v1", 2: "llama2c-int8"}[found]
+        fmt = FORMAT_OF_VERSION[found]
         raise ZhllamaError(
             f"{path}: is a llama2.c version {found} file, not version {version} (format {fmt})"
         )
@@ -181,7 +176,7 @@ def read_v0(path: Path) -> Weights:
     if len(head) < 28:  # found by fuzzing: a short file was a struct.error traceback
         raise ZhllamaError(f"{path}: too short to be a llama2.c checkpoint ({len(head)} bytes)")
     d, h, L, H, Hk, V, T = struct.unpack("<7i", head)
-    s = Shape(d, h, L, H, Hk, abs(V), T, shared_classifier=V > 0)
+    s = ModelShape(d, h, L, H, Hk, abs(V), T, shared_classifier=V > 0)
     s.check(str(path))
     _check_size(path, s, 28 + 4 * (_norm_count(s) + _matrix_count(s) + T * s.head_dim), "v0")
     c = _Cursor(path, 28)
@@ -205,7 +200,7 @@ def read_v0(path: Path) -> Weights:
     return Weights(s, t)
 
 
-def _read_header(path: Path, version: int) -> tuple[Shape, int]:
+def _read_header(path: Path, version: int) -> tuple[ModelShape, int]:
     _expect_version(path, version)
     with open(path, "rb") as f:
         head = f.read(HEADER_BYTES)
@@ -216,13 +211,13 @@ def _read_header(path: Path, version: int) -> tuple[Shape, int]:
     if shared not in (0, 1):
         raise ZhllamaError(f"{path}: shared-classifier flag is {shared}, expected 0 or 1")
     group_size = struct.unpack_from("<i", head, 37)[0] if version == 2 else 0
-    s = Shape(d, h, L, H, Hk, V, T, shared_classifier=bool(shared))
+    s = ModelShape(d, h, L, H, Hk, V, T, shared_classifier=bool(shared))
     s.check(str(path))
     return s, group_size
 
 
 def _unpack_body(
-    s: Shape, c: _Cursor, matrix: Callable[[int, int], torch.Tensor]
+    s: ModelShape, c: _Cursor, matrix: Callable[[int, int], torch.Tensor]
 ) -> dict[str, torch.Tensor]:
     """The v1/v2 body: norms as f32, then matrices read by `matrix(rows, cols)`."""
     d, L = s.dim, s.n_layers
