@@ -267,13 +267,8 @@ def make_exporter(fmt: str, config: ExportConfig | None = None) -> _Exporter:
 
 
 def write_hf_tokenizer(model: Path, out_dir: Path, vocab_size: int, max_len: int) -> None:
-    """The tokenizer stage's HF files for a sentencepiece .model, written into `out_dir`."""
-    from zhllama.registry import get_registry
+    """The tokenizer stage's HF files for a sentencepiece .model, written into `out_dir`; a
+    tokenizer whose vocabulary is not the model's is an error."""
     from zhllama_tokenizer.hf import export_hf
 
-    tok = get_registry().create("tokenizers", "sentencepiece", model=Path(model))
-    if tok.vocab_size != vocab_size:
-        raise ZhllamaError(
-            f"{model}: tokenizer has {tok.vocab_size} tokens but the model's vocab is {vocab_size}"
-        )
-    export_hf(Path(model), out_dir, model_max_length=max_len)
+    export_hf(Path(model), out_dir, model_max_length=max_len, vocab_size=vocab_size)
