@@ -99,23 +99,19 @@ class _Llama2cFile(_Exporter):
 class Llama2cV0(_Llama2cFile):
     format = "llama2c"
     reader = staticmethod(llama2c.read_v0)
+    writer = staticmethod(llama2c.write_v0)
 
     def export(self, model: Any, out: Path) -> ExportResult:
         out, w = Path(out), as_loaded(model).weights
         with self._open(out) as f:
-            llama2c.write_v0(w, f)
+            type(self).writer(w, f)
         return ExportResult(out, self.format, "fp32")
 
 
-class Llama2cV1(_Llama2cFile):
+class Llama2cV1(Llama2cV0):
     format = "llama2c-v1"
     reader = staticmethod(llama2c.read_v1)
-
-    def export(self, model: Any, out: Path) -> ExportResult:
-        out, w = Path(out), as_loaded(model).weights
-        with self._open(out) as f:
-            llama2c.write_v1(w, f)
-        return ExportResult(out, self.format, "fp32")
+    writer = staticmethod(llama2c.write_v1)
 
 
 class Llama2cInt8(_Llama2cFile):
