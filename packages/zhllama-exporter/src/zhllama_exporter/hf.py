@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from zhllama.atomic import atomic_write_bytes
+from zhllama.atomic import atomic_write_bytes, read_json
 from zhllama.errors import ZhllamaError
 from zhllama_trainer.architecture import ModelShape
 
@@ -137,10 +137,7 @@ def _load_config(path: Path) -> dict[str, Any]:
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
         raise ZhllamaError(f"{path}: not a HuggingFace model directory (no config.json)")
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ZhllamaError(f"{cfg_path}: not valid JSON ({e})") from None
+    cfg = read_json(cfg_path)
     if cfg.get("model_type") != "llama":
         raise ZhllamaError(f"{cfg_path}: model_type is {cfg.get('model_type')!r}, not 'llama'")
     # What zhllama's model cannot express must not be silently dropped.
@@ -166,7 +163,7 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     if (path / INDEX_FILE).is_file():
-        index = json.loads((path / INDEX_FILE).read_text(encoding="utf-8"))
+        index = read_json(path / INDEX_FILE)
         files = sorted(set(index.get("weight_map", {}).values()))
     elif (path / WEIGHTS_FILE).is_file():
         files = [WEIGHTS_FILE]
