@@ -189,3 +189,36 @@ def test_cli(model, tmp_path, capsys):
     assert ss.manifest["counts"]["val"]["stories"] == 10
     assert main([*args, "num_stories=300", "--val-fraction", "2"]) == 1
     assert "val-fraction" in capsys.readouterr().err
+
+
+def test_held_out_file_is_the_validation_split(model, tmp_path):
+    """tinystories-zh with val_file=data00_zh.jsonl, as the original project splits the hub
+    repo: a .tar.gz of jsonl shards written here in the hub's layout (the hub is not reached)."""
+    import io
+    import tarfile
+
+    import sentencepiece as spm
+
+    files = {
+        "data00_zh.jsonl": ["从前，有一只小猫。", "小猫很开心。", "它们是好朋友。"],
+        "data01_zh.jsonl": ["有一天，小狗去公园。", "小狗看到了花。", "天气很好。", "再见。"],
+    }
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with tarfile.open(repo / "TinyStories_all_data_zh.tar.gz", "w:gz") as tar:
+        for name in ("data01_zh.jsonl", "data00_zh.jsonl"):  # the held-out one is not first
+            lines = [json.dumps({"story_zh": s}, ensure_ascii=False) for s in files[name]]
+            data = ("\n".join(lines) + "\n").encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    settings = {"local_dir": str(repo), "val_file": "data00_zh.jsonl"}
+    out = tmp_path / "shards"
+    pretokenize("tinystories-zh", model, out, opts(val_stories=None, source_settings=settings))
+    ss = ShardSet(out)
+    assert ss.manifest["counts"]["val"]["stories"] == 3
+    assert ss.manifest["counts"]["train"]["stories"] == 4
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    for split, name in (("val", "data00_zh.jsonl"), ("train", "data01_zh.jsonl")):
+        texts = [sp.decode(s[1:-1].tolist()) for s in split_stories(stream(ss, split))]
+        assert texts == files[name]

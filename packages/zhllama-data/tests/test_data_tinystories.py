@@ -95,3 +95,20 @@ def test_cli_offline_error_is_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: cannot get the dataset adam89/TinyStoriesChinese")
     assert "local_dir" in proc.stderr
+
+
+def test_val_file_comes_first_and_is_counted(tmp_path):
+    folder = make_hub_folder(tmp_path / "TinyStoriesChinese")
+    source = get_registry().create(
+        "sources", "tinystories-zh", local_dir=str(folder), val_file="data01_zh.jsonl"
+    )
+    # data01's stories lead, then the rest in the archive's order
+    assert list(source.stories()) == STORIES[2:] + STORIES[:2]
+    assert source.val_stories() == 2
+    plain = get_registry().create("sources", "tinystories-zh", local_dir=str(folder))
+    assert plain.val_stories() is None
+    missing = get_registry().create(
+        "sources", "tinystories-zh", local_dir=str(folder), val_file="data09_zh.jsonl"
+    )
+    with pytest.raises(ZhllamaError, match="val_file=data09_zh.jsonl holds no stories"):
+        missing.val_stories()

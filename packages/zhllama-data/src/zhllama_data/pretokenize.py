@@ -25,14 +25,14 @@ import signal
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from zhllama.atomic import atomic_write_json
-from zhllama.contracts import RandomAccessSource, Source, Tokenizer
+from zhllama.contracts import HeldOutSource, RandomAccessSource, Source, Tokenizer
 from zhllama.errors import ZhllamaError
 from zhllama.registry import get_registry
 
@@ -313,6 +313,11 @@ def pretokenize(
     model = Path(model)
     tok: Tokenizer = registry.create("tokenizers", opts.tokenizer_component, model=model)
     source: Source = registry.create("sources", source_name, **opts.source_settings)
+    if opts.val_stories is None and isinstance(source, HeldOutSource):
+        # the source's own validation split (recorded in the manifest's settings like a user's)
+        held_out = source.val_stories()
+        if held_out is not None:
+            opts = replace(opts, val_stories=held_out)
     out = Path(out)
     old = _resume_state(out, tok, source_name, opts)
     if old is not None and old.get("complete"):

@@ -22,7 +22,7 @@ import json
 import os
 import sys
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -40,7 +40,8 @@ ALL_SUFFIXES = (*DATA_SUFFIXES, *TEXT_SUFFIXES)
 
 
 class ReadLog:
-    """Counts malformed records; warns about the first `max_shown` on stderr."""
+    """Counts malformed records; warns about the first `max_shown` on stderr (none when it is
+    negative: a pass that only counts stories)."""
 
     def __init__(self, source: str, strict: bool = False, max_shown: int = 20) -> None:
         self.source = source
@@ -56,7 +57,7 @@ class ReadLog:
         self.malformed += 1
         if self.malformed <= self.max_shown:
             print(f"warning: {place}: {reason}; skipped", file=sys.stderr)
-        elif self.malformed == self.max_shown + 1:
+        elif self.malformed == self.max_shown + 1 and self.max_shown >= 0:
             print(f"warning: {self.source}: more malformed records, not shown", file=sys.stderr)
 
     def finish(self) -> None:
@@ -277,11 +278,17 @@ def _suffix(name: str) -> str:
     return ""
 
 
+# Which data files (by base name, inside archives too, without a .gz) to read; None: all.
+Keep = Callable[[str], bool] | None
+
+
 def read_stream(
-    name: str, f: IO[bytes], where: str, opts: ReadOptions, log: ReadLog
+    name: str, f: IO[bytes], where: str, opts: ReadOptions, log: ReadLog, keep: Keep = None
 ) -> Iterator[str]:
     """The stories of one file-like object, by the type its `name` ends with."""
     suffix = _suffix(name)
+    if keep is not None and suffix not in ARCHIVE_SUFFIXES and suffix != ".gz" and not keep(name):
+        return
     if suffix in (".jsonl", ".ndjson"):
         yield from iter_jsonl(f, where, opts, log)
     elif suffix == ".json":
@@ -291,15 +298,17 @@ def read_stream(
     elif suffix == ".parquet":
         yield from iter_parquet(f if f.seekable() else io.BytesIO(f.read()), where, opts, log)
     elif suffix in ARCHIVE_SUFFIXES:
-        yield from _read_tar(f, where, opts, log)
+        yield from _read_tar(f, where, opts, log, keep)
     elif suffix == ".gz":
         with gzip.open(f) as inner:
-            yield from read_stream(name[:-3], inner, where, opts, log)  # type: ignore[arg-type]
+            yield from read_stream(name[:-3], inner, where, opts, log, keep)  # type: ignore[arg-type]
     else:
         raise ZhllamaError(f"{where}: unsupported file type (read: {', '.join(ALL_SUFFIXES)})")
 
 
-def _read_tar(f: IO[bytes], where: str, opts: ReadOptions, log: ReadLog) -> Iterator[str]:
+def _read_tar(
+    f: IO[bytes], where: str, opts: ReadOptions, log: ReadLog, keep: Keep
+) -> Iterator[str]:
     try:
         # "r|*": a forward-only stream, so a large .tar.gz is never unpacked to disk.
         with tarfile.open(fileobj=f, mode="r|*") as tar:
@@ -309,15 +318,15 @@ def _read_tar(f: IO[bytes], where: str, opts: ReadOptions, log: ReadLog) -> Iter
                     continue
                 inner = tar.extractfile(member)
                 if inner is not None:
-                    yield from read_stream(base, inner, f"{where}!{member.name}", opts, log)
+                    yield from read_stream(base, inner, f"{where}!{member.name}", opts, log, keep)
     except (tarfile.TarError, EOFError, gzip.BadGzipFile) as e:
         raise ZhllamaError(f"{where}: damaged archive ({e})") from None
 
 
-def read_file(path: Path, opts: ReadOptions, log: ReadLog) -> Iterator[str]:
+def read_file(path: Path, opts: ReadOptions, log: ReadLog, keep: Keep = None) -> Iterator[str]:
     try:
         with open(path, "rb") as f:
-            yield from read_stream(path.name, f, str(path), opts, log)
+            yield from read_stream(path.name, f, str(path), opts, log, keep)
     except (gzip.BadGzipFile, EOFError) as e:
         raise ZhllamaError(f"{path}: damaged gzip file ({e})") from None
     except OSError as e:

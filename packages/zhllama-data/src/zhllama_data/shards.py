@@ -7,12 +7,11 @@ split and records the tokenizer's hash, vocab size, dtype and counts.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from zhllama.atomic import atomic_open
+from zhllama.atomic import atomic_open, read_json
 from zhllama.errors import ZhllamaError
 
 FORMAT = "zhllama-shards"
@@ -41,10 +40,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise ZhllamaError(f"{path}: no shard manifest (run zhllama data pretokenize first)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ZhllamaError(f"{path}: not valid JSON ({e})") from None
+    manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ZhllamaError(f"{path}: not a zhllama shard manifest")
     return manifest

@@ -15,6 +15,8 @@ from zhllama.contracts import Exporter
 from zhllama.errors import ZhllamaError
 from zhllama.registry import get_registry
 
+from zhllama_exporter.components import FORMATS
+
 console = Console(stderr=True)
 
 
@@ -42,8 +44,7 @@ def export(
         typer.Option(
             "--format",
             "-f",
-            help="llama2c, llama2c-v1, llama2c-int8, hf or gguf (default: gguf for OUT.gguf, "
-            "else llama2c)",
+            help=f"{', '.join(FORMATS)} (default: gguf for OUT.gguf, else llama2c)",
         ),
     ] = None,
     dtype: Annotated[

@@ -99,23 +99,19 @@ class _Llama2cFile(_Exporter):
 class Llama2cV0(_Llama2cFile):
     format = "llama2c"
     reader = staticmethod(llama2c.read_v0)
+    writer = staticmethod(llama2c.write_v0)
 
     def export(self, model: Any, out: Path) -> ExportResult:
         out, w = Path(out), as_loaded(model).weights
         with self._open(out) as f:
-            llama2c.write_v0(w, f)
+            type(self).writer(w, f)
         return ExportResult(out, self.format, "fp32")
 
 
-class Llama2cV1(_Llama2cFile):
+class Llama2cV1(Llama2cV0):
     format = "llama2c-v1"
     reader = staticmethod(llama2c.read_v1)
-
-    def export(self, model: Any, out: Path) -> ExportResult:
-        out, w = Path(out), as_loaded(model).weights
-        with self._open(out) as f:
-            llama2c.write_v1(w, f)
-        return ExportResult(out, self.format, "fp32")
+    writer = staticmethod(llama2c.write_v1)
 
 
 class Llama2cInt8(_Llama2cFile):
@@ -267,13 +263,8 @@ def make_exporter(fmt: str, config: ExportConfig | None = None) -> _Exporter:
 
 
 def write_hf_tokenizer(model: Path, out_dir: Path, vocab_size: int, max_len: int) -> None:
-    """The tokenizer stage's HF files for a sentencepiece .model, written into `out_dir`."""
-    from zhllama.registry import get_registry
+    """The tokenizer stage's HF files for a sentencepiece .model, written into `out_dir`; a
+    tokenizer whose vocabulary is not the model's is an error."""
     from zhllama_tokenizer.hf import export_hf
 
-    tok = get_registry().create("tokenizers", "sentencepiece", model=Path(model))
-    if tok.vocab_size != vocab_size:
-        raise ZhllamaError(
-            f"{model}: tokenizer has {tok.vocab_size} tokens but the model's vocab is {vocab_size}"
-        )
-    export_hf(Path(model), out_dir, model_max_length=max_len)
+    export_hf(Path(model), out_dir, model_max_length=max_len, vocab_size=vocab_size)

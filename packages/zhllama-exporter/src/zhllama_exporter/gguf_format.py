@@ -23,16 +23,10 @@ import numpy as np
 import torch
 from zhllama.atomic import atomic_path
 from zhllama.errors import ZhllamaError
+from zhllama_trainer.architecture import LAYER_MATRICES, LAYER_NORMS, ModelShape
 
 from zhllama_exporter.gguf_vocab import Vocab, from_gguf_fields, load_vocab
-from zhllama_exporter.weights import (
-    LAYER_MATRICES,
-    LAYER_NORMS,
-    Loaded,
-    Shape,
-    Weights,
-    tokenizer_candidates,
-)
+from zhllama_exporter.weights import Loaded, Weights, tokenizer_candidates
 
 ARCH = "llama"
 ROPE_BASE = 10000.0
@@ -73,7 +67,7 @@ def gguf_dtype(dtype: str) -> str:
     return DTYPE_ALIASES[dtype]
 
 
-def tensor_names(shape: Shape) -> dict[str, str]:
+def tensor_names(shape: ModelShape) -> dict[str, str]:
     """State-dict name → GGUF tensor name, in the order the file holds them."""
     names = {"tok_embeddings.weight": "token_embd.weight"}
     for i in range(shape.n_layers):
@@ -235,7 +229,7 @@ def read_gguf(path: Path) -> GgufModel:
     if vocab_size is None and "token_embd.weight" in tensors:
         vocab_size = int(tensors["token_embd.weight"].shape[1])
     heads = _int(fields, p + "attention.head_count", where)
-    shape = Shape(
+    shape = ModelShape(
         dim=_int(fields, p + "embedding_length", where),
         hidden_dim=_int(fields, p + "feed_forward_length", where),
         n_layers=_int(fields, p + "block_count", where),

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from zhllama.atomic import atomic_write_bytes
+from zhllama.atomic import atomic_write_bytes, read_json
 from zhllama.errors import ZhllamaError
+from zhllama_trainer.architecture import ModelShape
 
-from zhllama_exporter.weights import Shape, Weights
+from zhllama_exporter.weights import Weights
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -63,7 +64,7 @@ def hf_name(name: str) -> str:
     return f"model.layers.{i}.{LAYER_NAMES[rest.removesuffix('.weight')]}.weight"
 
 
-def config_json(s: Shape, dtype: str) -> dict[str, Any]:
+def config_json(s: ModelShape, dtype: str) -> dict[str, Any]:
     return {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -136,10 +137,7 @@ def _load_config(path: Path) -> dict[str, Any]:
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
         raise ZhllamaError(f"{path}: not a HuggingFace model directory (no config.json)")
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ZhllamaError(f"{cfg_path}: not valid JSON ({e})") from None
+    cfg = read_json(cfg_path)
     if cfg.get("model_type") != "llama":
         raise ZhllamaError(f"{cfg_path}: model_type is {cfg.get('model_type')!r}, not 'llama'")
     # What zhllama's model cannot express must not be silently dropped.
@@ -165,7 +163,7 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     if (path / INDEX_FILE).is_file():
-        index = json.loads((path / INDEX_FILE).read_text(encoding="utf-8"))
+        index = read_json(path / INDEX_FILE)
         files = sorted(set(index.get("weight_map", {}).values()))
     elif (path / WEIGHTS_FILE).is_file():
         files = [WEIGHTS_FILE]
@@ -185,7 +183,7 @@ def read_hf(path: Path) -> Weights:
     cfg = _load_config(path)
     try:
         H = int(cfg["num_attention_heads"])
-        s = Shape(
+        s = ModelShape(
             dim=int(cfg["hidden_size"]),
             hidden_dim=int(cfg["intermediate_size"]),
             n_layers=int(cfg["num_hidden_layers"]),

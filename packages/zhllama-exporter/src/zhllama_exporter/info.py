@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from zhllama.atomic import read_json
 from zhllama.errors import ZhllamaError
 
 console = Console()
@@ -96,23 +98,16 @@ def _describe_model(path: Path) -> dict[str, Any]:
     fmt = sniff_format(path)
     facts: dict[str, Any] = {"format": fmt}
     loaded = load_any(path)
-    s = loaded.weights.shape
+    # the header's fields, in the shape's order (norm_eps is no header field)
+    facts.update({k: v for k, v in asdict(loaded.weights.shape).items() if k != "norm_eps"})
     facts.update(
-        dim=s.dim,
-        hidden_dim=s.hidden_dim,
-        n_layers=s.n_layers,
-        n_heads=s.n_heads,
-        n_kv_heads=s.n_kv_heads,
-        vocab_size=s.vocab_size,
-        max_seq_len=s.max_seq_len,
-        shared_classifier=s.shared_classifier,
         parameters=sum(t.numel() for t in loaded.weights.tensors.values()),
         dtype=loaded.dtype,
     )
     if loaded.weights.int8 is not None:
         facts["group_size"] = loaded.weights.int8.group_size
     if fmt == "hf":
-        config = json.loads((path / "config.json").read_text())
+        config = read_json(path / "config.json")
         facts["dtype"] = config.get("torch_dtype") or config.get("dtype") or "float32"
         facts["tokenizer"] = "inside" if (path / "tokenizer.json").is_file() else "none"
     if loaded.vocab is not None:

@@ -14,13 +14,16 @@ from typing import BinaryIO
 import numpy as np
 import torch
 from zhllama.errors import ZhllamaError
+from zhllama_trainer.architecture import LAYER_MATRICES, ModelShape
+from zhllama_trainer.model import rope_tables
 
 from zhllama_exporter.quant import dequantize, quantize
-from zhllama_exporter.weights import LAYER_MATRICES, Int8, Shape, Weights
+from zhllama_exporter.weights import Int8, Weights
 
 MAGIC = 0x616B3432  # "ak42" read as a little-endian u32
 HEADER_BYTES = 256
-ROPE_THETA = 10000.0
+# The export format that writes each version (the names of components.FORMATS).
+FORMAT_OF_VERSION = {0: "llama2c", 1: "llama2c-v1", 2: "llama2c-int8"}
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -30,41 +33,63 @@ def _f32(f: BinaryIO, t: torch.Tensor) -> None:
     f.write(t.detach().to(torch.float32).contiguous().numpy().astype("<f4", copy=False).tobytes())
 
 
-def _params(shape: Shape, vocab: int) -> bytes:
+def _params(shape: ModelShape, vocab: int) -> bytes:
     s = shape
     return struct.pack(
         "<7i", s.dim, s.hidden_dim, s.n_layers, s.n_heads, s.n_kv_heads, vocab, s.max_seq_len
     )
 
 
-def rope_tables(head_dim: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin, each (seq_len, head_dim / 2), computed as llama2.c's model.py does (float32
-    frequencies, torch.cos / torch.sin of their outer product), so v0 files match bit for bit."""
-    freqs = 1.0 / (ROPE_THETA ** (torch.arange(0, head_dim, 2)[: head_dim // 2].float() / head_dim))
-    angles = torch.outer(torch.arange(seq_len), freqs).float()
-    return torch.cos(angles), torch.sin(angles)
+ROPE = "rope"  # version 0's two RoPE tables (T, hs/2) in `body_order`: computed, never read
 
 
-def write_v0(w: Weights, f: BinaryIO) -> None:
-    s = w.shape
-    f.write(_params(s, s.vocab_size if s.shared_classifier else -s.vocab_size))
-    _f32(f, w.tensors["tok_embeddings.weight"])
-    for t in w.layer("attention_norm"):
-        _f32(f, t)
-    for name in LAYER_MATRICES[:4]:
-        for t in w.layer(name):
-            _f32(f, t)
-    for t in w.layer("ffn_norm"):
-        _f32(f, t)
-    for name in LAYER_MATRICES[4:]:
-        for t in w.layer(name):
-            _f32(f, t)
-    _f32(f, w.tensors["norm.weight"])
-    cos, sin = rope_tables(s.head_dim, s.max_seq_len)
-    _f32(f, cos)
-    _f32(f, sin)
+def body_order(s: ModelShape, version: int) -> list[str]:
+    """The tensors of a body in file order, by state-dict name (and `ROPE`): version 0 is
+    llama2.c's legacy order, versions 1 and 2 put the norms first (version 2 stores every
+    matrix as int8). The one table the writers, the readers and the size checks walk."""
+
+    def layers(*names: str) -> list[str]:
+        return [f"layers.{i}.{name}.weight" for name in names for i in range(s.n_layers)]
+
+    attention, ffn = LAYER_MATRICES[:4], LAYER_MATRICES[4:]
+    if version == 0:
+        order = ["tok_embeddings.weight", *layers("attention_norm"), *layers(*attention)]
+        order += [*layers("ffn_norm"), *layers(*ffn), "norm.weight", ROPE]
+    else:
+        order = [*layers("attention_norm", "ffn_norm"), "norm.weight", "tok_embeddings.weight"]
+        order += layers(*LAYER_MATRICES)
     if not s.shared_classifier:
-        _f32(f, w.tensors["output.weight"])
+        order.append("output.weight")
+    return order
+
+
+def is_matrix(name: str) -> bool:
+    """Whether `body_order`'s `name` is a matrix (int8 in version 2; norms stay f32)."""
+    return name != ROPE and not name.endswith("norm.weight")
+
+
+def _body_bytes(s: ModelShape, version: int, group_size: int = 0) -> int:
+    shapes = s.tensor_shapes()
+    total = 0
+    for name in body_order(s, version):
+        n = s.max_seq_len * s.head_dim if name == ROPE else int(np.prod(shapes[name]))
+        total += n + 4 * (n // group_size) if version == 2 and is_matrix(name) else 4 * n
+    return total
+
+
+def _write_body(w: Weights, f: BinaryIO, version: int, group_size: int = 0) -> None:
+    s = w.shape
+    for name in body_order(s, version):
+        if name == ROPE:
+            cos, sin = rope_tables(s.head_dim, s.max_seq_len)
+            _f32(f, cos)
+            _f32(f, sin)
+        elif version == 2 and is_matrix(name):
+            q, scale = quantize(w.tensors[name], group_size)
+            f.write(q.contiguous().numpy().tobytes())
+            _f32(f, scale)
+        else:
+            _f32(f, w.tensors[name])
 
 
 def _header(w: Weights, version: int, group_size: int | None = None) -> bytes:
@@ -75,38 +100,20 @@ def _header(w: Weights, version: int, group_size: int | None = None) -> bytes:
     return head + b"\0" * (HEADER_BYTES - len(head))
 
 
-def _norms(w: Weights, f: BinaryIO) -> None:
-    for t in w.layer("attention_norm"):
-        _f32(f, t)
-    for t in w.layer("ffn_norm"):
-        _f32(f, t)
-    _f32(f, w.tensors["norm.weight"])
-
-
-def _matrices(w: Weights) -> list[torch.Tensor]:
-    """The v1/v2 order: embedding, each matrix kind over all layers, classifier if separate."""
-    out = [w.tensors["tok_embeddings.weight"]]
-    for name in LAYER_MATRICES:
-        out.extend(w.layer(name))
-    if not w.shape.shared_classifier:
-        out.append(w.tensors["output.weight"])
-    return out
+def write_v0(w: Weights, f: BinaryIO) -> None:
+    s = w.shape
+    f.write(_params(s, s.vocab_size if s.shared_classifier else -s.vocab_size))
+    _write_body(w, f, 0)
 
 
 def write_v1(w: Weights, f: BinaryIO) -> None:
     f.write(_header(w, 1))
-    _norms(w, f)
-    for t in _matrices(w):
-        _f32(f, t)
+    _write_body(w, f, 1)
 
 
 def write_v2(w: Weights, f: BinaryIO, group_size: int) -> None:
     f.write(_header(w, 2, group_size))
-    _norms(w, f)
-    for t in _matrices(w):
-        q, scale = quantize(t, group_size)
-        f.write(q.contiguous().numpy().tobytes())
-        _f32(f, scale)
+    _write_body(w, f, 2, group_size)
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -143,17 +150,7 @@ def sniff_version(path: Path) -> int:
     return version
 
 
-def _matrix_count(s: Shape) -> int:
-    L, d, h, kvd, V = s.n_layers, s.dim, s.hidden_dim, s.kv_dim, s.vocab_size
-    per_layer = 2 * d * d + 2 * kvd * d + 3 * h * d
-    return V * d + L * per_layer + (0 if s.shared_classifier else V * d)
-
-
-def _norm_count(s: Shape) -> int:
-    return 2 * s.n_layers * s.dim + s.dim
-
-
-def _check_size(path: Path, s: Shape, expected: int, what: str) -> None:
+def _check_size(path: Path, s: ModelShape, expected: int, what: str) -> None:
     actual = path.stat().st_size
     if actual != expected:
         raise ZhllamaError(
@@ -167,7 +164,7 @@ def _check_size(path: Path, s: Shape, expected: int, what: str) -> None:
 def _expect_version(path: Path, version: int) -> None:
     found = sniff_version(path)
     if found != version:
-        fmt = {0: "llama2c", 1: "llama2c-v1", 2: "llama2c-int8"}[found]
+        fmt = FORMAT_OF_VERSION[found]
         raise ZhllamaError(
             f"{path}: is a llama2.c version {found} file, not version {version} (format {fmt})"
         )
@@ -181,31 +178,14 @@ def read_v0(path: Path) -> Weights:
     if len(head) < 28:  # found by fuzzing: a short file was a struct.error traceback
         raise ZhllamaError(f"{path}: too short to be a llama2.c checkpoint ({len(head)} bytes)")
     d, h, L, H, Hk, V, T = struct.unpack("<7i", head)
-    s = Shape(d, h, L, H, Hk, abs(V), T, shared_classifier=V > 0)
+    s = ModelShape(d, h, L, H, Hk, abs(V), T, shared_classifier=V > 0)
     s.check(str(path))
-    _check_size(path, s, 28 + 4 * (_norm_count(s) + _matrix_count(s) + T * s.head_dim), "v0")
+    _check_size(path, s, 28 + _body_bytes(s, 0), "v0")
     c = _Cursor(path, 28)
-    t: dict[str, torch.Tensor] = {"tok_embeddings.weight": c.f32(s.vocab_size, d)}
-    shapes = s.matrix_shapes()
-
-    def per_layer(name: str, *shape: int) -> None:
-        for i in range(L):
-            t[f"layers.{i}.{name}.weight"] = c.f32(*shape)
-
-    per_layer("attention_norm", d)
-    for name in LAYER_MATRICES[:4]:
-        per_layer(name, *shapes[name])
-    per_layer("ffn_norm", d)
-    for name in LAYER_MATRICES[4:]:
-        per_layer(name, *shapes[name])
-    t["norm.weight"] = c.f32(d)
-    c.pos += 4 * T * s.head_dim  # the RoPE tables: recomputed, not read
-    if not s.shared_classifier:
-        t["output.weight"] = c.f32(s.vocab_size, d)
-    return Weights(s, t)
+    return Weights(s, _read_body(s, c, 0, c.f32))
 
 
-def _read_header(path: Path, version: int) -> tuple[Shape, int]:
+def _read_header(path: Path, version: int) -> tuple[ModelShape, int]:
     _expect_version(path, version)
     with open(path, "rb") as f:
         head = f.read(HEADER_BYTES)
@@ -216,36 +196,33 @@ def _read_header(path: Path, version: int) -> tuple[Shape, int]:
     if shared not in (0, 1):
         raise ZhllamaError(f"{path}: shared-classifier flag is {shared}, expected 0 or 1")
     group_size = struct.unpack_from("<i", head, 37)[0] if version == 2 else 0
-    s = Shape(d, h, L, H, Hk, V, T, shared_classifier=bool(shared))
+    s = ModelShape(d, h, L, H, Hk, V, T, shared_classifier=bool(shared))
     s.check(str(path))
     return s, group_size
 
 
-def _unpack_body(
-    s: Shape, c: _Cursor, matrix: Callable[[int, int], torch.Tensor]
+def _read_body(
+    s: ModelShape, c: _Cursor, version: int, matrix: Callable[[int, int], torch.Tensor]
 ) -> dict[str, torch.Tensor]:
-    """The v1/v2 body: norms as f32, then matrices read by `matrix(rows, cols)`."""
-    d, L = s.dim, s.n_layers
+    """A body in `body_order`: norms as f32, matrices read by `matrix(rows, cols)`."""
+    shapes = s.tensor_shapes()
     t: dict[str, torch.Tensor] = {}
-    for norm in ("attention_norm", "ffn_norm"):
-        for i in range(L):
-            t[f"layers.{i}.{norm}.weight"] = c.f32(d)
-    t["norm.weight"] = c.f32(d)
-    t["tok_embeddings.weight"] = matrix(s.vocab_size, d)
-    for name, shape in s.matrix_shapes().items():
-        for i in range(L):
-            t[f"layers.{i}.{name}.weight"] = matrix(*shape)
-    if not s.shared_classifier:
-        t["output.weight"] = matrix(s.vocab_size, d)
+    for name in body_order(s, version):
+        if name == ROPE:
+            c.pos += 4 * s.max_seq_len * s.head_dim  # recomputed, not read
+        elif is_matrix(name):
+            t[name] = matrix(*shapes[name])
+        else:
+            t[name] = c.f32(*shapes[name])
     return t
 
 
 def read_v1(path: Path) -> Weights:
     path = Path(path)
     s, _ = _read_header(path, 1)
-    _check_size(path, s, HEADER_BYTES + 4 * (_norm_count(s) + _matrix_count(s)), "v1")
+    _check_size(path, s, HEADER_BYTES + _body_bytes(s, 1), "v1")
     c = _Cursor(path, HEADER_BYTES)
-    return Weights(s, _unpack_body(s, c, c.f32))
+    return Weights(s, _read_body(s, c, 1, c.f32))
 
 
 def read_v2(path: Path) -> Weights:
@@ -256,8 +233,7 @@ def read_v2(path: Path) -> Weights:
         raise ZhllamaError(
             f"{path}: group size {gs} does not divide dim {s.dim} and hidden {s.hidden_dim}"
         )
-    n = _matrix_count(s)
-    _check_size(path, s, HEADER_BYTES + 4 * _norm_count(s) + n + 4 * (n // gs), "v2 (int8)")
+    _check_size(path, s, HEADER_BYTES + _body_bytes(s, 2, gs), "v2 (int8)")
     c = _Cursor(path, HEADER_BYTES)
     groups: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -267,8 +243,8 @@ def read_v2(path: Path) -> Weights:
         groups.append((q, scale))
         return dequantize(q, scale, gs)
 
-    t = _unpack_body(s, c, matrix)
-    matrices = [n for n in t if not n.endswith("norm.weight")]  # in the order read
+    t = _read_body(s, c, 2, matrix)
+    matrices = [n for n in t if is_matrix(n)]  # in the order read
     return Weights(s, t, Int8(gs, dict(zip(matrices, groups, strict=True))))
 
 

@@ -33,8 +33,7 @@ def sniff_format(path: Path) -> str:
     # still starts like a zip, and must be reported as a damaged ckpt, not read as llama2c
     if zip_start or zipfile.is_zipfile(path):
         return "ckpt"
-    version = llama2c.sniff_version(path)
-    return {0: "llama2c", 1: "llama2c-v1", 2: "llama2c-int8"}[version]
+    return llama2c.FORMAT_OF_VERSION[llama2c.sniff_version(path)]
 
 
 def load_any(path: Path) -> Loaded:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
+from zhllama_exporter.llama2c import body_order, is_matrix
 from zhllama_exporter.quant import QuantError, quant_error
 from zhllama_exporter.weights import Weights
 
 
 def quantized_names(w: Weights) -> list[str]:
     """The tensors llama2c-int8 quantizes (norms stay fp32), in file order."""
-    names = ["tok_embeddings.weight"]
-    names += [n for n in w.tensors if n.startswith("layers.") and not n.endswith("norm.weight")]
-    if not w.shape.shared_classifier:
-        names.append("output.weight")
-    return names
+    return [n for n in body_order(w.shape, 2) if is_matrix(n)]
 
 
 def quant_report(w: Weights, group_size: int) -> list[QuantError]:

@@ -14,11 +14,15 @@ defaults and stops collapsing spaces: `'从前  有   猫'` then gains two extra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zhllama.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from zhllama.errors import ZhllamaError
 
 from zhllama_tokenizer.spm import load_processor
+
+if TYPE_CHECKING:
+    import sentencepiece as spm
 
 SPACE = "\u2581"
 
@@ -36,12 +40,11 @@ def _merges(pieces: dict[str, int], score_of: dict[str, float]) -> list[tuple[st
     return [(left, right) for *_, left, right in found]
 
 
-def build_fast_tokenizer(model: Path) -> Any:
-    """A `tokenizers.Tokenizer` equivalent to the sentencepiece model."""
+def build_fast_tokenizer(sp: spm.SentencePieceProcessor) -> Any:
+    """A `tokenizers.Tokenizer` equivalent to the loaded sentencepiece model."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, processors
     from tokenizers.models import BPE
 
-    sp, _ = load_processor(model)
     vocab = {sp.id_to_piece(i): i for i in range(sp.vocab_size())}
     normal = {
         sp.id_to_piece(i): i
@@ -88,12 +91,22 @@ def build_fast_tokenizer(model: Path) -> Any:
     return tok
 
 
-def export_hf(model: Path, out_dir: Path, model_max_length: int | None = None) -> Path:
-    """Write the HuggingFace tokenizer files for `model` into `out_dir` (atomically)."""
+def export_hf(
+    model: Path,
+    out_dir: Path,
+    model_max_length: int | None = None,
+    vocab_size: int | None = None,
+) -> Path:
+    """Write the HuggingFace tokenizer files for `model` into `out_dir` (atomically).
+    `vocab_size`, when given, is the model's the files go with: another size is an error."""
     model = Path(model)
     sp, data = load_processor(model)
+    if vocab_size is not None and sp.vocab_size() != vocab_size:
+        raise ZhllamaError(
+            f"{model}: tokenizer has {sp.vocab_size()} tokens but the model's vocab is {vocab_size}"
+        )
     unk, bos, eos = (sp.id_to_piece(i) for i in (sp.unk_id(), sp.bos_id(), sp.eos_id()))
-    fast = build_fast_tokenizer(model)
+    fast = build_fast_tokenizer(sp)
     added = {
         str(i): {
             "content": sp.id_to_piece(i),

@@ -14,9 +14,9 @@ from typing import Any
 from zhllama.config import build_config
 from zhllama.errors import ZhllamaError
 
+from zhllama_trainer.architecture import ATTENTION_KERNELS, check_heads
+
 DEFAULT_DATA_DIR = Path("data/shards")
-# How the model computes attention (Transformer.set_attention_kernel).
-ATTENTION_KERNELS = ("auto", "sdpa")
 
 
 @dataclass
@@ -99,11 +99,9 @@ class TrainConfig:
             )
         if self.attention not in ATTENTION_KERNELS:
             raise ZhllamaError(f"attention must be auto or sdpa, not {self.attention}")
-        if self.dim % self.n_heads:
-            raise ZhllamaError(f"n_heads={self.n_heads} does not divide dim={self.dim}")
-        kv = self.n_kv_heads or self.n_heads
-        if self.n_heads % kv:
-            raise ZhllamaError(f"n_kv_heads={kv} does not divide n_heads={self.n_heads}")
+        # the rest of the shape is checked when the model is built, with the data's vocabulary
+        kv = self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+        check_heads(self.dim, self.n_heads, kv, "settings")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (paths as strings), for checkpoints and metrics."""

@@ -9,6 +9,7 @@ Shapes in comments: B batch, T sequence, D dim, H heads, Hk kv heads, hs head si
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -18,12 +19,16 @@ from torch import nn
 from zhllama.errors import ZhllamaError
 
 from zhllama_trainer import cpu_attention
-from zhllama_trainer.config import ATTENTION_KERNELS
+from zhllama_trainer.architecture import ATTENTION_KERNELS, ModelShape
 from zhllama_trainer.loss import linear_cross_entropy
 
 
 @dataclass
 class ModelArgs:
+    """How to build a Transformer: the shape as a user sets it (kv heads and hidden width may
+    be left to their defaults) plus dropout. `shape` resolves it into the `ModelShape` that the
+    exporter and the training config check by the same rules."""
+
     dim: int = 288
     n_layers: int = 6
     n_heads: int = 6
@@ -39,20 +44,31 @@ class ModelArgs:
     def __post_init__(self) -> None:
         self.validate()
 
+    @classmethod
+    def of_shape(cls, s: ModelShape) -> ModelArgs:
+        return cls(**dataclasses.asdict(s))  # every field of the shape is one of ours
+
     def validate(self) -> None:
         """Raise ZhllamaError for shapes the architecture cannot have."""
-        for name in ("dim", "n_layers", "n_heads", "vocab_size", "max_seq_len", "multiple_of"):
-            if getattr(self, name) <= 0:
-                raise ZhllamaError(f"model {name} must be positive, not {getattr(self, name)}")
-        if self.dim % self.n_heads:
-            raise ZhllamaError(f"n_heads={self.n_heads} does not divide dim={self.dim}")
-        if self.head_dim % 2:
-            raise ZhllamaError(f"head size dim/n_heads={self.head_dim} must be even for RoPE")
-        kv = self.kv_heads
-        if kv <= 0 or self.n_heads % kv:
-            raise ZhllamaError(f"n_kv_heads={kv} must divide n_heads={self.n_heads}")
+        if self.multiple_of <= 0:
+            raise ZhllamaError(f"model multiple_of must be positive, not {self.multiple_of}")
+        self.shape.check("model")
         if not 0.0 <= self.dropout < 1.0:
             raise ZhllamaError(f"dropout must be in [0, 1), not {self.dropout}")
+
+    @property
+    def shape(self) -> ModelShape:
+        return ModelShape(
+            dim=self.dim,
+            hidden_dim=self.hidden,
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            n_kv_heads=self.kv_heads,
+            vocab_size=self.vocab_size,
+            max_seq_len=self.max_seq_len,
+            shared_classifier=self.shared_classifier,
+            norm_eps=self.norm_eps,
+        )
 
     @property
     def kv_heads(self) -> int:
@@ -60,11 +76,11 @@ class ModelArgs:
 
     @property
     def head_dim(self) -> int:
-        return self.dim // self.n_heads
+        return self.shape.head_dim
 
     @property
     def kv_dim(self) -> int:
-        return self.kv_heads * self.head_dim
+        return self.shape.kv_dim
 
     @property
     def hidden(self) -> int:
@@ -89,7 +105,9 @@ class RMSNorm(nn.Module):
 
 
 def rope_tables(head_dim: int, seq_len: int, theta: float = 10000.0) -> torch.Tensor:
-    """cos and sin, stacked (2, T, hs/2): pair i of a head turns at 1 / theta^(2i/hs) per step."""
+    """cos and sin, stacked (2, T, hs/2): pair i of a head turns at 1 / theta^(2i/hs) per step.
+    Computed as llama2.c's model.py does (float32 frequencies, cos / sin of their outer
+    product), so the v0 export's tables match llama2.c's bit for bit."""
     freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
     angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), freqs)  # (T, hs/2)
     return torch.stack([angles.cos(), angles.sin()])

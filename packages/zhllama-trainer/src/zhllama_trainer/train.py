@@ -71,12 +71,11 @@ def open_data(c: TrainConfig) -> tuple[Any, dict[str, Any]]:
             f"{c.data_dir}: no pretokenized data here (no manifest.json); "
             f"run `zhllama data pretokenize` or set data_dir=FOLDER"
         )
-    shards = ShardSet(c.data_dir)
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    shards = ShardSet(c.data_dir)  # reads and checks the manifest, once
     for split in ("train", "val"):
         if shards.num_tokens(split) == 0:
             raise ZhllamaError(f"{c.data_dir}: the {split} split has no tokens")
-    return shards, manifest
+    return shards, shards.manifest
 
 
 def model_args_for(c: TrainConfig, data_vocab: int) -> ModelArgs:

@@ -5,7 +5,8 @@ dataclass). The registry calls the factory with the config built from the user's
 what the factory returns must follow the Protocol of its kind below. Stages and CLIs call only
 what these Protocols declare, so any plug-in that follows them works everywhere a built-in does.
 
-- `zhllama.sources` → `Source` (or `RandomAccessSource`): tokenizer train, `zhllama data …`
+- `zhllama.sources` → `Source` (also `RandomAccessSource`, `HeldOutSource`): tokenizer train,
+  `zhllama data …`
 - `zhllama.tokenizers` → `Tokenizer`: pretokenize (each worker process makes its own)
 - `zhllama.presets` → `Preset`: `zhllama train size=NAME`
 - `zhllama.exporters` → `Exporter`: `zhllama export`, the trainer's model.bin
@@ -42,6 +43,15 @@ class RandomAccessSource(Source, Protocol):
     def __len__(self) -> int: ...
 
     def story(self, i: int) -> str: ...
+
+
+@runtime_checkable
+class HeldOutSource(Source, Protocol):
+    """A source that can set its own validation split aside (a file the corpus holds out):
+    `val_stories()` is how many of the first stories of `stories()` are validation data, or
+    None when it holds none out. Pretokenize uses it unless the user sets `val_stories`."""
+
+    def val_stories(self) -> int | None: ...
 
 
 # -- zhllama.tokenizers ------------------------------------------------------------------------

@@ -10,6 +10,10 @@ Offline: with `local_dir=FOLDER` the source reads a folder laid out like the hub
 with `hf download adam89/TinyStoriesChinese --repo-type dataset --local-dir FOLDER` on a machine
 with network) and never touches the network; `offline=true` or HF_HUB_OFFLINE=1 uses only what
 the cache already holds.
+
+Validation: `val_file=data00_zh.jsonl` holds that file out as the validation split, as the
+original chinese-llama2.c does: its stories come first and `val_stories()` says how many there
+are, which pretokenize takes as its validation split (zhllama.contracts.HeldOutSource).
 """
 
 from __future__ import annotations
@@ -21,7 +25,14 @@ from pathlib import Path
 
 from zhllama.errors import ZhllamaError
 
-from zhllama_data.readers import DATA_SUFFIXES, ReadLog, ReadOptions, list_files, read_file
+from zhllama_data.readers import (
+    DATA_SUFFIXES,
+    Keep,
+    ReadLog,
+    ReadOptions,
+    list_files,
+    read_file,
+)
 
 REPO_ID = "adam89/TinyStoriesChinese"
 # What is fetched: data only, not the README or images.
@@ -39,6 +50,9 @@ class TinyStoriesZhConfig:
     text_key: str = "story_zh"
     strict: bool = False
     offline: bool = False
+    # a data file (inside the archive too) whose stories are the validation split; "" for none,
+    # "data00_zh.jsonl" as the original project does
+    val_file: str = ""
 
 
 def _offline_env() -> bool:
@@ -96,11 +110,37 @@ class TinyStoriesZhSource:
     def files(self) -> list[Path]:
         return list_files(self.folder(), DATA_SUFFIXES, skip=METADATA_FILES)
 
-    def stories(self) -> Iterator[str]:
+    def _read(self, log: ReadLog, keep: Keep = None) -> Iterator[str]:
         opts = ReadOptions(text_key=self.config.text_key)
-        self.log = log = ReadLog(f"{self.name} {self.config.repo_id}", strict=self.config.strict)
         for path in self.files():
-            for story in read_file(path, opts, log):
+            yield from read_file(path, opts, log, keep)
+
+    def _is_val(self, name: str) -> bool:
+        return name == self.config.val_file
+
+    def val_stories(self) -> int | None:
+        """How many stories the held-out `val_file` has (read once to count them), or None
+        when no file is held out; they are the first `stories()` yields."""
+        if not self.config.val_file:
+            return None
+        quiet = ReadLog(self.name, strict=self.config.strict, max_shown=-1)
+        n = sum(1 for _ in self._read(quiet, self._is_val))
+        if n == 0:
+            raise ZhllamaError(
+                f"{self.folder()}: val_file={self.config.val_file} holds no stories "
+                "(no data file of that name, inside an archive or not)"
+            )
+        return n
+
+    def stories(self) -> Iterator[str]:
+        self.log = log = ReadLog(f"{self.name} {self.config.repo_id}", strict=self.config.strict)
+        if self.config.val_file:
+            # the held-out file first, then every other (a second pass over the archive)
+            parts = [self._read(log, self._is_val), self._read(log, lambda n: not self._is_val(n))]
+        else:
+            parts = [self._read(log)]
+        for part in parts:
+            for story in part:
                 log.stories += 1
                 yield story
         log.finish()
