@@ -124,7 +124,7 @@ pub fn q8_rows_portable(
 #[cfg(target_arch = "x86_64")]
 macro_rules! q8_kernel {
     ($modname:ident, $features:literal, $step:ident) => {
-        pub(super) mod $modname {
+        pub(crate) mod $modname {
             use std::arch::x86_64::*;
 
             /// `acc += Σ pairs |x|·sign(w, x)` in int32 lanes.
@@ -242,7 +242,7 @@ macro_rules! q8_kernel {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn step_avx2(
+pub(crate) unsafe fn step_avx2(
     acc: std::arch::x86_64::__m256i,
     ax: std::arch::x86_64::__m256i,
     sw: std::arch::x86_64::__m256i,
@@ -256,7 +256,7 @@ unsafe fn step_avx2(
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
-unsafe fn step_vnni(
+pub(crate) unsafe fn step_vnni(
     acc: std::arch::x86_64::__m256i,
     ax: std::arch::x86_64::__m256i,
     sw: std::arch::x86_64::__m256i,
