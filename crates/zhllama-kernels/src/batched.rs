@@ -8,7 +8,7 @@
 //! ([`crate::f32_rows`] / [`crate::q8_rows`]) on a slice of rows that starts at a multiple of
 //! 4 — which is what the one-vector product hands it — whatever the batch, the chunk or the
 //! thread count (each kernel's doc says how). Without AVX2 (or for int8 group sizes that are
-//! not a multiple of 32) the one-vector portable kernels run per vector.
+//! not a multiple of 32), and for a single vector, the one-vector kernels run per vector.
 //!
 //! Speed also comes from the order of the loops: rows are walked in panels that stay in L2,
 //! each panel meets the vectors in blocks that stay in L2 too. So each weight comes from
@@ -22,9 +22,8 @@ mod q8;
 use rayon::prelude::*;
 
 use crate::dispatch::{have_avx2_fma, have_avx512f, simd_level, Simd};
-use crate::float::dot_portable;
-use crate::int8::{q8_rows_portable, quantize_groups};
-use crate::MatRef;
+use crate::int8::{q8_rows_of, quantize_groups};
+use crate::{f32_rows, MatRef};
 
 /// Several input vectors of one product, `(n, cols)` row-major, and their int8 groups when the
 /// matrices they meet are quantized (quantized once, shared by every row, block and thread).
@@ -140,6 +139,10 @@ unsafe fn block(
             // the slice runs to the end of the matrix so that the kernel may prefetch ahead
             let wr = &w[r.start * cols..];
             let xs = &x.xs[v.start * cols..v.end * cols];
+            if v.len() == 1 {
+                // one vector: the one-vector kernel itself (its accumulators suit one best)
+                return f32_rows(wr, cols, xs, std::slice::from_raw_parts_mut(out, r.len()));
+            }
             #[cfg(target_arch = "x86_64")]
             if have_avx2_fma() {
                 let p = f32::Panel {
@@ -158,10 +161,10 @@ unsafe fn block(
                 }
                 return;
             }
+            let mut o = vec![0.0f32; r.len()];
             for (i, x) in xs.chunks_exact(cols).enumerate() {
-                for (k, row) in wr.chunks_exact(cols).take(r.len()).enumerate() {
-                    *out.add(i * rows + k) = dot_portable(row, x);
-                }
+                f32_rows(wr, cols, x, &mut o);
+                std::ptr::copy_nonoverlapping(o.as_ptr(), out.add(i * rows), o.len());
             }
         }
         MatRef::Q8 { q, s, gs, .. } => {
@@ -177,6 +180,11 @@ unsafe fn block(
                 &xq.q[v.start * cols..v.end * cols],
                 &xq.s[v.start * ng..v.end * ng],
             );
+            if v.len() == 1 {
+                // one vector: the one-vector kernel itself (its accumulators suit one best)
+                let o = std::slice::from_raw_parts_mut(out, r.len());
+                return q8_rows_of(wq, ws, cols, gs, xq, xs, o);
+            }
             #[cfg(target_arch = "x86_64")]
             if gs.is_multiple_of(32) && simd_level() != Simd::None {
                 let p = q8::QPanel {
@@ -199,7 +207,7 @@ unsafe fn block(
             }
             let mut o = vec![0.0f32; r.len()];
             for (i, (xq, xs)) in xq.chunks_exact(cols).zip(xs.chunks_exact(ng)).enumerate() {
-                q8_rows_portable(wq, ws, cols, gs, xq, xs, &mut o);
+                q8_rows_of(wq, ws, cols, gs, xq, xs, &mut o);
                 std::ptr::copy_nonoverlapping(o.as_ptr(), out.add(i * rows), o.len());
             }
         }

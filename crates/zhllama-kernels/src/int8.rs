@@ -69,28 +69,42 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 /// `out[r] = Σ_g (Σ_{j in g} w[r,j]·xq[j]) × sw[r,g] × xs[g]`: int8 products summed in int32
 /// per group, then scaled. `w` is `(out.len(), cols)`, `sw` its scales, `gs` divides `cols`.
 pub fn q8_rows(w: &[i8], sw: &[f32], cols: usize, gs: usize, x: &QuantVec, out: &mut [f32]) {
+    assert!(x.gs == gs);
+    q8_rows_of(w, sw, cols, gs, &x.q, &x.s, out)
+}
+
+/// [`q8_rows`] with the quantized vector as its values `xq` and group scales `xs`.
+pub(crate) fn q8_rows_of(
+    w: &[i8],
+    sw: &[f32],
+    cols: usize,
+    gs: usize,
+    xq: &[i8],
+    xs: &[f32],
+    out: &mut [f32],
+) {
     let rows = out.len();
-    assert!(gs > 0 && cols.is_multiple_of(gs) && x.gs == gs);
+    assert!(gs > 0 && cols.is_multiple_of(gs));
     assert!(w.len() >= rows * cols && sw.len() >= rows * (cols / gs));
-    assert!(x.q.len() >= cols && x.s.len() >= cols / gs);
+    assert!(xq.len() >= cols && xs.len() >= cols / gs);
     #[cfg(target_arch = "x86_64")]
     if gs.is_multiple_of(32) {
         match simd_level() {
             Simd::Vnni => {
                 // SAFETY: the CPU has AVX2, FMA, AVX-512 VNNI and VL (checked); bounds and
                 // gs % 32 == 0 asserted above.
-                unsafe { q8_vnni::q8_rows(w, sw, cols, gs, &x.q, &x.s, out) };
+                unsafe { q8_vnni::q8_rows(w, sw, cols, gs, xq, xs, out) };
                 return;
             }
             Simd::Avx2 => {
                 // SAFETY: the CPU has AVX2 and FMA (checked); bounds asserted above.
-                unsafe { q8_avx2::q8_rows(w, sw, cols, gs, &x.q, &x.s, out) };
+                unsafe { q8_avx2::q8_rows(w, sw, cols, gs, xq, xs, out) };
                 return;
             }
             Simd::None => {}
         }
     }
-    q8_rows_portable(w, sw, cols, gs, &x.q, &x.s, out)
+    q8_rows_portable(w, sw, cols, gs, xq, xs, out)
 }
 
 /// The portable int8 kernel: LLVM vectorises `dot_i8` (widening multiply-adds).

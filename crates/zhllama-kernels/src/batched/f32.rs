@@ -24,6 +24,13 @@ use crate::float::avx2::{dot, hsum};
 const GROUP_AVX2: usize = 3;
 const GROUP_AVX512: usize = 6;
 
+/// The size of the next group of vectors when `left` remain and a group takes at most `max`:
+/// the groups are made even (7 vectors at 6 a group go as 4 + 3, not 6 + 1), since a group of
+/// one or two keeps too few accumulators busy.
+pub(crate) fn group(left: usize, max: usize) -> usize {
+    left.div_ceil(left.div_ceil(max))
+}
+
 /// Where one call's vectors and outputs are: vector `v` at `x + v * ldx` (`cols` values),
 /// its row `r` result at `out + v * ldo + r`.
 #[derive(Clone, Copy)]
@@ -49,7 +56,7 @@ pub(crate) unsafe fn rows(w: &[f32], rows: usize, cols: usize, p: Panel, prefetc
     while r + 4 <= rows {
         let mut v0 = 0;
         while v0 < p.n {
-            let nv = (p.n - v0).min(GROUP_AVX2);
+            let nv = group(p.n - v0, GROUP_AVX2);
             let ahead = (r + 4 * dist) * cols;
             let pf = (prefetch && v0 == 0)
                 .then_some((w.as_ptr().add(ahead), w.len() - ahead.min(w.len())));
@@ -175,7 +182,7 @@ pub(crate) unsafe fn rows_avx512(w: &[f32], rows: usize, cols: usize, p: Panel, 
     while r + 4 <= rows {
         let mut v0 = 0;
         while v0 < p.n {
-            let nv = (p.n - v0).min(GROUP_AVX512);
+            let nv = group(p.n - v0, GROUP_AVX512);
             let ahead = (r + 4 * dist) * cols;
             let pf = (prefetch && v0 == 0)
                 .then_some((w.as_ptr().add(ahead), w.len() - ahead.min(w.len())));

@@ -69,7 +69,7 @@ macro_rules! q8_multi_kernel {
                     let h = if rows - r >= 4 { 4 } else { 1 };
                     let mut v0 = 0;
                     while v0 < p.n {
-                        let nv = (p.n - v0).min($group);
+                        let nv = crate::batched::f32::group(p.n - v0, $group);
                         let ahead = (r + 4 * dist) * cols;
                         let pf = (prefetch && v0 == 0 && ahead + 4 * cols <= w.len())
                             .then(|| w.as_ptr().add(ahead));
