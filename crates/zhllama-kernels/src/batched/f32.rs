@@ -54,12 +54,17 @@ pub(crate) unsafe fn rows(w: &[f32], rows: usize, cols: usize, p: Panel, prefetc
     let dist = 8192usize.div_ceil(16 * cols.max(1));
     let mut r = 0;
     while r + 4 <= rows {
-        let mut v0 = 0;
+        let (mut v0, mut part, parts) = (0, 0, p.n.div_ceil(GROUP_AVX2));
         while v0 < p.n {
             let nv = group(p.n - v0, GROUP_AVX2);
             let ahead = (r + 4 * dist) * cols;
-            let pf = (prefetch && v0 == 0)
-                .then_some((w.as_ptr().add(ahead), w.len() - ahead.min(w.len())));
+            let pf = prefetch.then_some(Ahead {
+                p: w.as_ptr().add(ahead.min(w.len())),
+                left: w.len() - ahead.min(w.len()),
+                part,
+                parts,
+            });
+            part += 1;
             let wr = w.as_ptr().add(r * cols);
             let x = p.x.add(v0 * p.ldx);
             let out = p.out.add(v0 * p.ldo + r);
@@ -87,14 +92,33 @@ unsafe fn tail_rows(w: &[f32], r0: usize, rows: usize, cols: usize, p: Panel) {
     }
 }
 
-/// Prefetch four cache lines of the block ahead (`pf`: its start and how many values remain
-/// from there); covers a 4-row block by the end of this one, as in the one-vector kernel.
+/// The 4-row block ahead that a group of vectors prefetches while it multiplies this one: the
+/// groups of one block share the work (`part` of `parts`), so that the next block streams in
+/// during all of them, not only the first.
+#[derive(Clone, Copy)]
+pub(crate) struct Ahead<T> {
+    pub p: *const T,
+    /// Values from `p` to the end of the matrix.
+    pub left: usize,
+    pub part: usize,
+    pub parts: usize,
+}
+
+/// At the 16-column step `j`, four cache lines of the block ahead when this step is this
+/// group's share: the steps of all groups together cover the block ahead by the end of this
+/// one, as in the one-vector kernel.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn prefetch4(pf: Option<(*const f32, usize)>, j: usize) {
-    if let Some((pf, left)) = pf {
-        if 4 * j + 48 < left {
-            let a = pf.add(4 * j);
+unsafe fn prefetch4(pf: Option<Ahead<f32>>, j: usize) {
+    if let Some(Ahead {
+        p,
+        left,
+        part,
+        parts,
+    }) = pf
+    {
+        if (j / 16) % parts == part && 4 * j + 48 < left {
+            let a = p.add(4 * j);
             _mm_prefetch(a.cast::<i8>(), _MM_HINT_T0);
             _mm_prefetch(a.add(16).cast::<i8>(), _MM_HINT_T0);
             _mm_prefetch(a.add(32).cast::<i8>(), _MM_HINT_T0);
@@ -113,7 +137,7 @@ unsafe fn quad<const V: usize>(
     ldx: usize,
     out: *mut f32,
     ldo: usize,
-    pf: Option<(*const f32, usize)>,
+    pf: Option<Ahead<f32>>,
 ) {
     let end16 = cols / 16 * 16;
     // pass 1: chunks 0, 16, 32, … (and a last lone chunk of 8) into a
@@ -180,12 +204,17 @@ pub(crate) unsafe fn rows_avx512(w: &[f32], rows: usize, cols: usize, p: Panel, 
     let dist = 8192usize.div_ceil(16 * cols.max(1));
     let mut r = 0;
     while r + 4 <= rows {
-        let mut v0 = 0;
+        let (mut v0, mut part, parts) = (0, 0, p.n.div_ceil(GROUP_AVX512));
         while v0 < p.n {
             let nv = group(p.n - v0, GROUP_AVX512);
             let ahead = (r + 4 * dist) * cols;
-            let pf = (prefetch && v0 == 0)
-                .then_some((w.as_ptr().add(ahead), w.len() - ahead.min(w.len())));
+            let pf = prefetch.then_some(Ahead {
+                p: w.as_ptr().add(ahead.min(w.len())),
+                left: w.len() - ahead.min(w.len()),
+                part,
+                parts,
+            });
+            part += 1;
             let wr = w.as_ptr().add(r * cols);
             let x = p.x.add(v0 * p.ldx);
             let out = p.out.add(v0 * p.ldo + r);
@@ -214,7 +243,7 @@ unsafe fn quad512<const V: usize>(
     ldx: usize,
     out: *mut f32,
     ldo: usize,
-    pf: Option<(*const f32, usize)>,
+    pf: Option<Ahead<f32>>,
 ) {
     let end16 = cols / 16 * 16;
     let mut acc = [[_mm512_setzero_ps(); V]; 4];

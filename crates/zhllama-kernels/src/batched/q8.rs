@@ -11,7 +11,11 @@
 //!
 //! Generated twice, as the one-vector kernel: AVX2 (`vpmaddubsw` + `vpmaddwd`, 16 registers:
 //! 4 rows × 2 vectors) and AVX-512 VNNI (`vpdpbusd`, 256-bit; AVX-512VL gives 32 registers:
-//! 4 rows × 3 vectors).
+//! 4 rows × 3 vectors). They differ only in how a chunk's int32 lanes are summed
+//! ([`chunk_avx2`], [`chunk_vnni`]); the lanes come out the same, exactly.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
 
 /// Where one call's quantized vectors and outputs are: vector `v`'s int8 values at
 /// `q + v * ldq`, its group scales at `s + v * lds`, its row `r` result at `out + v * ldo + r`.
@@ -28,9 +32,10 @@ pub(crate) struct QPanel {
 
 #[cfg(target_arch = "x86_64")]
 macro_rules! q8_multi_kernel {
-    ($modname:ident, $features:literal, $step:path, $group:literal) => {
+    ($modname:ident, $features:literal, $chunk:ident, $group:literal) => {
         pub(crate) mod $modname {
             use super::QPanel;
+            use crate::batched::f32::{group, Ahead};
             use std::arch::x86_64::*;
 
             #[inline]
@@ -67,12 +72,17 @@ macro_rules! q8_multi_kernel {
                 while r < rows {
                     // blocks of 4 rows, then the last rows one by one
                     let h = if rows - r >= 4 { 4 } else { 1 };
-                    let mut v0 = 0;
+                    let (mut v0, mut part, parts) = (0, 0, p.n.div_ceil($group));
                     while v0 < p.n {
-                        let nv = crate::batched::f32::group(p.n - v0, $group);
+                        let nv = group(p.n - v0, $group);
                         let ahead = (r + 4 * dist) * cols;
-                        let pf = (prefetch && v0 == 0 && ahead + 4 * cols <= w.len())
-                            .then(|| w.as_ptr().add(ahead));
+                        let pf = (prefetch && ahead + 4 * cols <= w.len()).then(|| Ahead {
+                            p: w.as_ptr().add(ahead),
+                            left: w.len() - ahead,
+                            part,
+                            parts,
+                        });
+                        part += 1;
                         let b = Block {
                             w: w.as_ptr().add(r * cols),
                             sw: sw.as_ptr().add(r * ng),
@@ -112,7 +122,7 @@ macro_rules! q8_multi_kernel {
                 lds: usize,
                 out: *mut f32,
                 ldo: usize,
-                pf: Option<*const i8>,
+                pf: Option<Ahead<i8>>,
             }
 
             /// `R` rows × `V` vectors.
@@ -124,31 +134,26 @@ macro_rules! q8_multi_kernel {
                 let mut acc = [[_mm256_setzero_ps(); V]; R];
                 for g in 0..ng {
                     let mut iacc = [[_mm256_setzero_si256(); V]; R];
+                    let mut corr = [_mm256_setzero_si256(); R];
                     let mut j = g * gs;
                     while j < (g + 1) * gs {
-                        if let Some(pf) = b.pf {
-                            _mm_prefetch(pf.add(R * j), _MM_HINT_T0);
-                            _mm_prefetch(pf.add(R * j + 64), _MM_HINT_T0);
-                        }
-                        let mut xv = [_mm256_setzero_si256(); V];
-                        let mut ax = [_mm256_setzero_si256(); V];
-                        for v in 0..V {
-                            xv[v] = _mm256_loadu_si256(b.q.add(v * b.ldq + j).cast());
-                            ax[v] = _mm256_sign_epi8(xv[v], xv[v]);
-                        }
-                        for (k, iacc) in iacc.iter_mut().enumerate() {
-                            let wv = _mm256_loadu_si256(b.w.add(k * cols + j).cast());
-                            for v in 0..V {
-                                iacc[v] = $step(iacc[v], ax[v], _mm256_sign_epi8(wv, xv[v]));
+                        // this group's share of the block ahead (see `Ahead`)
+                        if let Some(Ahead { p, part, parts, .. }) = b.pf {
+                            if (j / 32) % parts == part {
+                                _mm_prefetch(p.add(R * j), _MM_HINT_T0);
+                                _mm_prefetch(p.add(R * j + 64), _MM_HINT_T0);
                             }
                         }
+                        super::$chunk::<R, V>(&mut iacc, &mut corr, b.w, cols, b.q, b.ldq, j);
                         j += 32;
                     }
                     for (k, (acc, iacc)) in acc.iter_mut().zip(&iacc).enumerate() {
                         let swg = *b.sw.add(k * ng + g);
                         for v in 0..V {
+                            // the group's exact int32 lanes, as the one-vector kernel has them
+                            let lanes = _mm256_sub_epi32(iacc[v], corr[k]);
                             let sc = _mm256_set1_ps(swg * *b.s.add(v * b.lds + g));
-                            acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[v]), sc, acc[v]);
+                            acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), sc, acc[v]);
                         }
                     }
                 }
@@ -162,12 +167,67 @@ macro_rules! q8_multi_kernel {
     };
 }
 
+/// One 32-byte chunk (columns `j..j + 32`) of `R` rows × `V` vectors into the int32 lanes,
+/// AVX2: the sign of x moves onto w (`vpsignb`) so that |x| is the unsigned side of
+/// `vpmaddubsw`, as in the one-vector kernel (|x|, |w| ≤ 127 keep its 16-bit pair sums exact);
+/// `corr` stays 0.
 #[cfg(target_arch = "x86_64")]
-q8_multi_kernel!(avx2, "avx2,fma", crate::int8::step_avx2, 2);
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn chunk_avx2<const R: usize, const V: usize>(
+    iacc: &mut [[__m256i; V]; R],
+    _corr: &mut [__m256i; R],
+    w: *const i8,
+    cols: usize,
+    q: *const i8,
+    ldq: usize,
+    j: usize,
+) {
+    let mut xv = [_mm256_setzero_si256(); V];
+    let mut ax = [_mm256_setzero_si256(); V];
+    for v in 0..V {
+        xv[v] = _mm256_loadu_si256(q.add(v * ldq + j).cast());
+        ax[v] = _mm256_sign_epi8(xv[v], xv[v]);
+    }
+    for (k, iacc) in iacc.iter_mut().enumerate() {
+        let wv = _mm256_loadu_si256(w.add(k * cols + j).cast());
+        for v in 0..V {
+            iacc[v] = crate::int8::step_avx2(iacc[v], ax[v], _mm256_sign_epi8(wv, xv[v]));
+        }
+    }
+}
+
+/// As [`chunk_avx2`] with VNNI, without a `vpsignb` per row and vector: `vpdpbusd` takes
+/// `x + 128` (0..=255, `x ^ 0x80`) as the unsigned side, and `corr` gathers `128 · w` lane by
+/// lane once per row for all vectors; `iacc - corr` is then exactly the int32 lanes of the
+/// one-vector kernel (no 16-bit step, so nothing saturates).
 #[cfg(target_arch = "x86_64")]
-q8_multi_kernel!(
-    vnni,
-    "avx2,fma,avx512vnni,avx512vl",
-    crate::int8::step_vnni,
-    3
-);
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
+unsafe fn chunk_vnni<const R: usize, const V: usize>(
+    iacc: &mut [[__m256i; V]; R],
+    corr: &mut [__m256i; R],
+    w: *const i8,
+    cols: usize,
+    q: *const i8,
+    ldq: usize,
+    j: usize,
+) {
+    let bias = _mm256_set1_epi8(-128);
+    let mut xu = [_mm256_setzero_si256(); V];
+    for (v, xu) in xu.iter_mut().enumerate() {
+        *xu = _mm256_xor_si256(_mm256_loadu_si256(q.add(v * ldq + j).cast()), bias);
+    }
+    for (k, (iacc, corr)) in iacc.iter_mut().zip(corr.iter_mut()).enumerate() {
+        let wv = _mm256_loadu_si256(w.add(k * cols + j).cast());
+        *corr = _mm256_dpbusd_epi32(*corr, bias, wv);
+        for v in 0..V {
+            iacc[v] = _mm256_dpbusd_epi32(iacc[v], xu[v], wv);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+q8_multi_kernel!(avx2, "avx2,fma", chunk_avx2, 2);
+#[cfg(target_arch = "x86_64")]
+q8_multi_kernel!(vnni, "avx2,fma,avx512vnni,avx512vl", chunk_vnni, 3);
