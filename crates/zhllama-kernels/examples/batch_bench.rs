@@ -22,7 +22,15 @@ fn time(mut f: impl FnMut()) -> f64 {
 
 fn main() {
     println!("kernels: {}", simd_level().describe());
-    for &(rows, cols) in &[(768, 768), (2048, 768), (768, 2048), (32768, 768)] {
+    let shapes: Vec<(usize, usize)> = match std::env::args().nth(1) {
+        Some(a) => a
+            .split(',')
+            .filter_map(|s| s.split_once('x'))
+            .filter_map(|(r, c)| Some((r.parse().ok()?, c.parse().ok()?)))
+            .collect(),
+        None => vec![(768, 768), (2048, 768), (768, 2048), (32768, 768)],
+    };
+    for &(rows, cols) in &shapes {
         let w: Vec<f32> = (0..rows * cols)
             .map(|i| (i % 7) as f32 * 0.01 - 0.03)
             .collect();

@@ -31,6 +31,15 @@ pub(crate) fn group(left: usize, max: usize) -> usize {
     left.div_ceil(left.div_ceil(max))
 }
 
+/// The most vectors of one AVX-512 group for rows of `cols` values: 6, fewer for long rows
+/// so that a group's vectors (read once per 4 rows) stay in L1 beside the 4 rows.
+fn group_max(cols: usize) -> usize {
+    (L1_VECTORS_BYTES / (4 * cols).max(1)).clamp(2, GROUP_AVX512)
+}
+
+/// Bytes of a group's vectors that stay in L1 beside the 4 rows they meet.
+const L1_VECTORS_BYTES: usize = 24 * 1024;
+
 /// Where one call's vectors and outputs are: vector `v` at `x + v * ldx` (`cols` values),
 /// its row `r` result at `out + v * ldo + r`.
 #[derive(Clone, Copy)]
@@ -204,9 +213,10 @@ pub(crate) unsafe fn rows_avx512(w: &[f32], rows: usize, cols: usize, p: Panel, 
     let dist = 8192usize.div_ceil(16 * cols.max(1));
     let mut r = 0;
     while r + 4 <= rows {
-        let (mut v0, mut part, parts) = (0, 0, p.n.div_ceil(GROUP_AVX512));
+        let max = group_max(cols);
+        let (mut v0, mut part, parts) = (0, 0, p.n.div_ceil(max));
         while v0 < p.n {
-            let nv = group(p.n - v0, GROUP_AVX512);
+            let nv = group(p.n - v0, max);
             let ahead = (r + 4 * dist) * cols;
             let pf = prefetch.then_some(Ahead {
                 p: w.as_ptr().add(ahead.min(w.len())),
