@@ -198,7 +198,9 @@ unsafe fn block(
                 };
                 // SAFETY: the CPU has the features (checked); gs % 32 == 0; wq and ws hold
                 // r.len() rows; p's vectors lie in x and its outputs in out.
-                if simd_level() == Simd::Vnni {
+                if have_avx512f() {
+                    q8::vnni512::rows(wq, ws, r.len(), cols, gs, p, prefetch);
+                } else if simd_level() == Simd::Vnni {
                     q8::vnni::rows(wq, ws, r.len(), cols, gs, p, prefetch);
                 } else {
                     q8::avx2::rows(wq, ws, r.len(), cols, gs, p, prefetch);
@@ -400,6 +402,10 @@ mod kernel_tests {
                         vec![("avx2", crate::int8::q8_avx2::q8_rows, q8::avx2::rows)];
                     if vnni {
                         kernels.push(("vnni", crate::int8::q8_vnni::q8_rows, q8::vnni::rows));
+                        if std::arch::is_x86_feature_detected!("avx512f") {
+                            let one = crate::int8::q8_vnni::q8_rows;
+                            kernels.push(("vnni512", one, q8::vnni512::rows));
+                        }
                     }
                     let ng = cols / gs;
                     for (name, one, multi) in kernels {
