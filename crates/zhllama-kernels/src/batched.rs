@@ -22,7 +22,7 @@ mod q8;
 use rayon::prelude::*;
 
 use crate::dispatch::{have_avx2_fma, have_avx512f, simd_level, Simd};
-use crate::int8::{q8_rows_of, quantize_groups};
+use crate::int8::{q8_rows_of, quantize_activations};
 use crate::{f32_rows, MatRef};
 
 /// Several input vectors of one product, `(n, cols)` row-major, and their int8 groups when the
@@ -58,7 +58,7 @@ impl<'a> BatchInput<'a> {
                 .zip(q.chunks_exact_mut(cols.max(1)))
                 .zip(s.chunks_exact_mut(cols.div_ceil(gs).max(1)))
             {
-                quantize_groups(x, gs, q, s, f32::round);
+                quantize_activations(x, gs, q, s);
             }
             Quantized { q, s, gs }
         });

@@ -27,15 +27,33 @@ impl QuantVec {
         let gs = gs.max(1);
         let mut q = vec![0i8; x.len()];
         let mut s = vec![0.0f32; x.len().div_ceil(gs)];
-        quantize_groups(x, gs, &mut q, &mut s, f32::round);
+        quantize_activations(x, gs, &mut q, &mut s);
         QuantVec { q, s, gs }
     }
+}
+
+/// [`quantize_groups`] with `f32::round`, as activations are quantized: compiled for AVX2
+/// where the CPU has it, so that LLVM rounds, divides and clamps 8 lanes at a time instead of
+/// calling libm's `roundf` per value (its lowering, `trunc(v + copysign(0.5 - ulp/4, v))`, is
+/// exact: the same bytes).
+pub(crate) fn quantize_activations(x: &[f32], gs: usize, q: &mut [i8], s: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::dispatch::have_avx2_fma() {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(x: &[f32], gs: usize, q: &mut [i8], s: &mut [f32]) {
+            quantize_groups(x, gs, q, s, f32::round)
+        }
+        // SAFETY: the CPU has AVX2 and FMA (checked).
+        return unsafe { avx2(x, gs, q, s) };
+    }
+    quantize_groups(x, gs, q, s, f32::round)
 }
 
 /// Group quantization: `scale = max|v| / 127`, `q = round(v / scale)` clamped to ±127; a
 /// group of zeros gets scale 0 and zeros. `round` is the rounding rule: activations use
 /// `f32::round` (C's `round`, as the usual int8 reader), weights quantized at load
 /// `f32::round_ties_even` (torch.round, as the exporter), so both give the exporter's bytes.
+#[inline]
 pub fn quantize_groups(
     x: &[f32],
     gs: usize,
@@ -366,6 +384,28 @@ mod tests {
             q8_rows(&wmax, &sw, cols, gs, &xmin, &mut got);
             assert!(got.iter().all(|&v| v == (127 * 127 * cols) as f32));
         }
+    }
+
+    /// The AVX2-compiled activation quantizer gives libm `roundf`'s bytes, halves included
+    /// (127 in a group makes its scale 1, so the halves reach the rounding as they are).
+    #[test]
+    fn activation_quantizer_rounds_as_roundf() {
+        let mut x: Vec<f32> = vec![127.0, -0.5, 0.5, 1.5, 2.5, -2.5, 126.5, -126.5];
+        x.extend((0..8).map(|i| i as f32 + 0.49999997));
+        x.extend((0..4096).map(|i| ((i * 7919) % 2003) as f32 / 13.0 - 77.0));
+        for gs in [8, 32, 64] {
+            let n = x.len() / gs * gs;
+            let (mut q1, mut s1) = (vec![0i8; n], vec![0f32; n / gs]);
+            let (mut q2, mut s2) = (q1.clone(), s1.clone());
+            quantize_groups(&x[..n], gs, &mut q1, &mut s1, roundf);
+            quantize_activations(&x[..n], gs, &mut q2, &mut s2);
+            assert_eq!((q1, s1), (q2, s2), "gs {gs}");
+        }
+    }
+
+    /// C's roundf, called through libm (not inlined), the reference.
+    fn roundf(v: f32) -> f32 {
+        std::hint::black_box(v).round()
     }
 
     #[test]
