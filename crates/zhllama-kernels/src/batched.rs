@@ -348,10 +348,8 @@ mod kernel_tests {
                         // SAFETY: AVX2+FMA present (checked); sizes match.
                         unsafe { crate::float::avx2::f32_rows(&w, cols, x, o) };
                     }
-                    let mut kernels: Vec<(
-                        &str,
-                        unsafe fn(&[f32], usize, usize, f32::Panel, bool),
-                    )> = vec![("avx2", f32::rows)];
+                    type Kernel = unsafe fn(&[f32], usize, usize, f32::Panel, bool);
+                    let mut kernels: Vec<(&str, Kernel)> = vec![("avx2", f32::rows)];
                     if wide {
                         kernels.push(("avx512", f32::rows_avx512));
                     }

@@ -288,11 +288,11 @@ unsafe fn quad512<const V: usize>(
         }
         tail += 8;
     }
-    for k in 0..4 {
-        for v in 0..V {
+    for (k, acc) in acc.iter().enumerate() {
+        for (v, &acc) in acc.iter().enumerate() {
             let (wr, xr) = (w.add(k * cols), x.add(v * ldx));
-            let lo = _mm512_castps512_ps256(acc[k][v]);
-            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc[k][v])));
+            let lo = _mm512_castps512_ps256(acc);
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc)));
             let mut s = hsum(_mm256_add_ps(lo, hi));
             for jj in tail..cols {
                 s += *wr.add(jj) * *xr.add(jj);

@@ -388,9 +388,9 @@ pub(crate) mod vnni512 {
             }
         }
         for (pair, acc) in acc.iter().enumerate() {
-            for v in 0..V {
-                let lo = _mm512_castps512_ps256(acc[v]);
-                let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc[v])));
+            for (v, &acc) in acc.iter().enumerate() {
+                let lo = _mm512_castps512_ps256(acc);
+                let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc)));
                 *b.out.add(v * b.ldo + 2 * pair) = hsum(lo);
                 *b.out.add(v * b.ldo + 2 * pair + 1) = hsum(hi);
             }
