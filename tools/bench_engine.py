@@ -554,7 +554,8 @@ def print_tables(doc: dict, a: argparse.Namespace) -> None:
         cells += [_ratio(r, "llama2.c"), _ratio(r, "llama.cpp"), sp, frac]
         print("| " + " | ".join(cells) + " |")
     print(
-        "\n**prefill** (prompt tokens/s; zhllama-rs in one batched pass, llama2.c one token at a time)\n"
+        "\n**prefill** (prompt tokens/s; zhllama-rs in one batched pass, llama2.c one token "
+        "at a time)\n"
     )
     print(
         "| model | weights | threads | prompt | zhllama-rs | llama2.c | llama.cpp "
