@@ -18,8 +18,18 @@ tokenizer of that size). Measured, each at 1 and 2 threads:
   the time after the first (run.c's clock); zhllama-rs reads it in one batched pass and reports
   N-1 positions over the time of that pass (its clock starts before it); llama.cpp's
   `llama-bench -p N -n 0` reads it as one batch.
-- aggregate decode (llama.cpp only; zhllama has no batched decode yet): `llama-batched-bench
-  -npp 16 -ntg 64 -npl 1,2,4,8,16`, generated tokens/s over all sequences, one run.
+- aggregate decode: S = 1, 2, 4, 8, 16 stories at once, each a 16-token prompt and 64
+  generated tokens; generated tokens/s over all of them. zhllama-rs: `--batch-file` with S
+  prompts, `--parallel S -n 80` (its clock includes the prompts' prefill, so it is a little
+  low); llama.cpp: `llama-batched-bench -npp 16 -ntg 64 -npl 1,2,4,8,16` (one run; text
+  generation only), or the library reference below.
+
+Without `ZH_REF_LLAMA_CPP`, llama.cpp's own library in the venv (llama-cpp-python, `uv sync
+--group llamacpp`) is the llama.cpp reference, timed by tools/llamacpp_py.py through its C API:
+prefill = one `llama_decode` of N prompt tokens, decode = one `llama_decode` per step with one
+token per sequence, greedy, prompts' time left out (what llama-bench / llama-batched-bench
+time). Its weights: our own GGUF export of the same checkpoint (f32, and q8_0 for int8), since
+that build has no converter. bench/README.md says what that library build is.
 
 The llama.cpp files hold the same weights: the f32 .bin goes through `zhllama export --format hf`
 (tested against transformers) and llama.cpp's own `convert_hf_to_gguf.py` from the user's
@@ -39,6 +49,8 @@ prints markdown tables.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -60,6 +72,7 @@ BENCH = TARGET / "bench"
 MEMBW_C = ROOT.parent / "shared" / "tools" / "membw.c"
 TOK5000 = ROOT.parent / "shared" / "reference" / "zh" / "tok5000.bin"
 GEN = ROOT / "tools" / "gen_random_checkpoint.py"
+LLAMA_LIB = ROOT / "tools" / "llamacpp_py.py"
 ZHLLAMA = Path(sys.executable).parent / "zhllama"
 LlamaCpp = tuple[Path, Path]  # llama.cpp's binaries folder, its convert_hf_to_gguf.py
 SHAPES = {
@@ -168,6 +181,19 @@ def ensure_gguf(lcpp: LlamaCpp, name: str, int8: bool, spm: Path) -> Path:
     return q8
 
 
+def lib_gguf(name: str, int8: bool, spm: Path) -> Path:
+    """The same weights for the llama.cpp library reference, by our GGUF exporter (f32, or
+    q8_0 from the same f32 weights), into target/bench/ (cached)."""
+    dtype = "q8_0" if int8 else "f32"
+    out = BENCH / f"{name}.ours.{dtype}.gguf"
+    src = ensure_model(name, int8=False)
+    if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+        tmp = out.with_name(out.name + ".tmp.gguf")
+        _quiet([str(ZHLLAMA), "export", str(src), "-o", str(tmp), "--dtype", dtype, "-z", str(spm)])
+        os.replace(tmp, out)
+    return out
+
+
 def _quiet(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run cmd; on failure raise with the end of its output (the reference tools are chatty)."""
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -193,6 +219,41 @@ def achieved(stderr: str) -> float:
     if not m:
         raise RuntimeError(f"no tok/s in: {stderr[-500:]!r}")
     return float(m.group(1))
+
+
+def batch_file(engine: Path, tok: Path, seqs: int) -> Path:
+    """seqs prompts of BATCHED_PROMPT tokens each (counting BOS), one a line (cached)."""
+    path = BENCH / f"batch{seqs}.txt"
+    if not path.exists():
+        lines = []
+        for i in range(seqs):
+            text = PROMPT_TEXT[i % len(PROMPT_TEXT) :] + PROMPT_TEXT
+            k = 1
+            while True:
+                cmd = [str(engine), "--tokenize", "-i", text[:k], "-z", str(tok)]
+                if len(_quiet(cmd).stdout.split()) >= BATCHED_PROMPT:
+                    break
+                k += 1
+            lines.append(text[:k])
+        path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def ours_batched(engine: Path, model: Path, tok: Path, threads: int, prompts: Path) -> float:
+    """Every story of the file at once: generated tokens/s over all of them."""
+    seqs = len(prompts.read_text().splitlines())
+    cmd = [str(engine), str(model), "-z", str(tok), "-t", "0", "--no-eos-stop"]
+    cmd += ["-n", str(BATCHED_PROMPT + BATCHED_GEN), "--threads", str(threads)]
+    cmd += ["--batch-file", str(prompts), "--parallel", str(seqs)]
+    return achieved(_quiet(cmd).stderr)
+
+
+def llama_lib(gguf: Path, threads: int, args: list[str]) -> float:
+    """One figure from tools/llamacpp_py.py (llama.cpp's library, through its C API)."""
+    cmd = [sys.executable, str(LLAMA_LIB), *args, str(gguf), "--threads", str(threads)]
+    row = json.loads(_quiet(cmd).stdout.strip().splitlines()[-1])
+    LLAMA_CPP_BUILD["system_info"] = row["system_info"].strip()
+    return float(row["tok_per_s"])
 
 
 def ours(engine: Path, model: Path, tok: Path, threads: int, n: int, prompt: str = "") -> float:
@@ -257,9 +318,18 @@ def membw() -> dict[str, float]:
 Key = tuple[str, str, str, int, str]  # (test, shape, dtype, threads, program)
 
 
-def plan(a: argparse.Namespace, engine: Path, tok: Path, l2c: Path | None, lcpp: LlamaCpp | None):
-    """Every timed run of one round, as (key, thunk), in round-robin order."""
+def plan(
+    a: argparse.Namespace,
+    engine: Path,
+    tok: Path,
+    l2c: Path | None,
+    lcpp: LlamaCpp | None,
+    lib: bool,
+):
+    """Every timed run of one round, as (key, thunk), in round-robin order. `lib`: llama.cpp's
+    library is the llama.cpp reference (no binaries given)."""
     prompts = {n: prompt_of(engine, tok, n) for n in a.prompts}
+    batches = {s: batch_file(engine, tok, s) for s in a.batched}
     runs: list[tuple[Key, Callable[[], float]]] = []
     for name in a.shapes:
         seq = SHAPES[name][6]
@@ -268,6 +338,7 @@ def plan(a: argparse.Namespace, engine: Path, tok: Path, l2c: Path | None, lcpp:
             model = ensure_model(name, int8)
             exe = (l2c / ("runq" if int8 else "run")) if l2c else None
             gguf = ensure_gguf(lcpp, name, int8, tok.with_suffix(".model")) if lcpp else None
+            lgguf = lib_gguf(name, int8, tok.with_suffix(".model")) if lib else None
             for t in a.threads:
                 tests = [("decode", DECODE_STEPS, "")]
                 tests += [(f"prefill {n}", n, prompts[n]) for n in a.prompts if n <= seq]
@@ -282,6 +353,18 @@ def plan(a: argparse.Namespace, engine: Path, tok: Path, l2c: Path | None, lcpp:
                         runs.append(
                             ((*key, "llama.cpp"), partial(llama_bench, lcpp[0], gguf, t, pp, tg))
                         )
+                    if lgguf is not None:
+                        args = ["decode", "--prompt", "1", "--gen", str(n)]
+                        args = args if test == "decode" else ["prefill", "-n", str(n)]
+                        runs.append(((*key, "llama.cpp"), partial(llama_lib, lgguf, t, args)))
+                for seqs in a.batched:
+                    key = (f"aggregate {seqs}", name, dtype, t)
+                    fn = partial(ours_batched, engine, model, tok, t, batches[seqs])
+                    runs.append(((*key, "zhllama-rs"), fn))
+                    if lgguf is not None:
+                        args = ["decode", "--seqs", str(seqs), "--prompt", str(BATCHED_PROMPT)]
+                        args += ["--gen", str(BATCHED_GEN)]
+                        runs.append(((*key, "llama.cpp"), partial(llama_lib, lgguf, t, args)))
     return runs
 
 
@@ -292,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shapes", default="15M,42M,110M")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--prompts", default="64,256", help="prefill prompt lengths, tokens")
-    ap.add_argument("--batched", default="1,2,4,8,16", help="llama-batched-bench sequences")
+    ap.add_argument("--batched", default="1,2,4,8,16", help="aggregate decode: sequences at once")
     a = ap.parse_args(argv)
     a.shapes = [s for s in a.shapes.split(",") if s]
     a.threads = [int(t) for t in a.threads.split(",") if t]
@@ -310,16 +393,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     load_before = os.getloadavg()[0]
     skipped = None
-    if lcpp is not None and not ensure_tokenizer().with_suffix(".model").exists():
+    lib = lcpp is None and importlib.util.find_spec("llama_cpp") is not None
+    if (lcpp is not None or lib) and not ensure_tokenizer().with_suffix(".model").exists():
         spm = TOK5000.with_suffix(".model")
         skipped = f"llama.cpp left out: no sentencepiece {spm} to give it the vocabulary"
         print(f"note: {skipped}", file=sys.stderr)
-        lcpp = None
+        lcpp, lib = None, False
 
     engine = build_engine()
     tok = ensure_tokenizer()
     bw = membw()
-    runs = plan(a, engine, tok, l2c, lcpp)
+    runs = plan(a, engine, tok, l2c, lcpp, lib)
     for key, fn in runs:  # warm the page cache (and check every command works) once
         if key[0] == "decode" and key[3] == a.threads[0]:
             fn()
@@ -357,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         "references": {
             "llama2c": str(l2c) if l2c else None,
             "llama_cpp": str(lcpp[0]) if lcpp else None,
+            "llama_cpp_library": lib_version() if lib else None,
         },
         "llama_cpp_build": LLAMA_CPP_BUILD,
         "llama_cpp_left_out": skipped,
@@ -379,6 +464,14 @@ def main(argv: list[str] | None = None) -> int:
     os.replace(tmp, a.out)
     print_tables(doc, a)
     return 0
+
+
+def lib_version() -> str:
+    return (
+        f"llama-cpp-python {importlib.metadata.version('llama-cpp-python')} (llama.cpp's C "
+        f"library built in this venv), timed by {LLAMA_LIB.relative_to(ROOT)}; weights: our "
+        "GGUF export (f32, q8_0)"
+    )
 
 
 SIMD_FLAGS = {
@@ -407,6 +500,10 @@ def rows_of(figures: dict[Key, list[float]], bw: dict[str, float]) -> list[dict]
         for ref in ("llama2.c", "llama.cpp"):
             if ref in best:
                 row[f"vs_{ref}"] = round(best["zhllama-rs"] / best[ref], 3)
+        if test.startswith("aggregate"):
+            single = groups.get(("decode", name, dtype, t), {}).get("zhllama-rs")
+            if single:
+                row["vs_single_stream"] = round(best["zhllama-rs"] / max(single), 2)
         if test == "decode":
             f32 = groups.get(("decode", name, "f32", t), {}).get("zhllama-rs")
             if dtype == "int8" and f32:
@@ -433,11 +530,13 @@ def _tps(row: dict, prog: str) -> str:
 def print_tables(doc: dict, a: argparse.Namespace) -> None:
     rows = doc["results"]
     m = doc["machine"]
+    lib = doc["references"]["llama_cpp_library"]
     print(
         f"{m['cpu']}, AVX-512 {'yes' if m['avx512'] else 'no'}, {m['cores']} logical CPUs; best "
         f"of {a.repeats} round-robin runs; load average {doc['load_average_1min_before']:.1f} "
         f"before, {doc['load_average_1min']:.1f} after. llama2.c: run (f32) / runq (int8); "
-        "llama.cpp: f32 / q8_0 GGUF of the same weights."
+        "llama.cpp: f32 / q8_0 GGUF of the same weights"
+        + (f", through its library: {lib}." if lib else ".")
     )
     print("\n**decode**, `-t 0 -n 200`, tokens/s\n")
     print(
@@ -454,7 +553,10 @@ def print_tables(doc: dict, a: argparse.Namespace) -> None:
         cells += [_tps(r, p) for p in ("zhllama-rs", "llama2.c", "llama.cpp")]
         cells += [_ratio(r, "llama2.c"), _ratio(r, "llama.cpp"), sp, frac]
         print("| " + " | ".join(cells) + " |")
-    print("\n**prefill** (prompt tokens/s; zhllama-rs and llama2.c one token at a time)\n")
+    print(
+        "\n**prefill** (prompt tokens/s; zhllama-rs in one batched pass, llama2.c one token "
+        "at a time)\n"
+    )
     print(
         "| model | weights | threads | prompt | zhllama-rs | llama2.c | llama.cpp "
         "| vs llama2.c | vs llama.cpp |"
@@ -467,12 +569,28 @@ def print_tables(doc: dict, a: argparse.Namespace) -> None:
         cells += [_tps(r, p) for p in ("zhllama-rs", "llama2.c", "llama.cpp")]
         cells += [_ratio(r, "llama2.c"), _ratio(r, "llama.cpp")]
         print("| " + " | ".join(cells) + " |")
+    agg = [r for r in rows if r["test"].startswith("aggregate")]
+    if agg:
+        print(
+            f"\n**aggregate decode** (S stories at once, {BATCHED_PROMPT}-token prompts, "
+            f"{BATCHED_GEN} generated each): generated tokens/s over all; × single = ours over "
+            "our single-stream decode\n"
+        )
+        print(
+            "| model | weights | threads | S | zhllama-rs | llama.cpp | vs llama.cpp | × single |"
+        )
+        print("|---|---|---|---:|---:|---:|---:|---:|")
+        for r in agg:
+            x = f"{r['vs_single_stream']:.2f}×" if "vs_single_stream" in r else "n/a"
+            cells = [r["shape"], r["dtype"], str(r["threads"]), r["test"].split()[1]]
+            cells += [_tps(r, p) for p in ("zhllama-rs", "llama.cpp")]
+            cells += [_ratio(r, "llama.cpp"), x]
+            print("| " + " | ".join(cells) + " |")
     if doc["batched_decode_llama_cpp"]:
         npl = a.batched
         print(
             f"\n**aggregate decode**, llama.cpp only (`llama-batched-bench -npp {BATCHED_PROMPT} "
-            f"-ntg {BATCHED_GEN}`, one run; zhllama-rs has no batched decode yet): generated "
-            "tokens/s over all sequences\n"
+            f"-ntg {BATCHED_GEN}`, one run): generated tokens/s over all sequences\n"
         )
         print("| model | weights | threads | " + " | ".join(f"{n} seq" for n in npl) + " |")
         print("|---|---|---|" + "---:|" * len(npl))

@@ -1,44 +1,68 @@
 //! Matrix × several vectors: the batched forward's products, bit-identical to the one-vector
 //! kernels of [`crate::matmul`].
 //!
-//! Exactness is by construction: every output element `(vector v, row r)` is computed by the
-//! one-vector row kernel itself ([`f32_rows`] / [`q8_rows`], with their
-//! run-time AVX2 / AVX-512 VNNI / portable dispatch) on a slice of rows that starts at a
-//! multiple of 4, so each row meets the same code path (the 4-row block or the tail `dot`),
-//! the same lanes, partial sums and final reduction as when the matrix is multiplied by that
-//! vector alone, whatever the batch, the chunk or the thread count.
+//! The kernels ([`f32`](mod@f32), [`q8`]) are register-blocked: a block of 4 rows meets a
+//! group of vectors at once, each chunk of weights loaded into a register once for all of
+//! them. Exactness is by construction: every output element `(vector v, row r)` is summed with
+//! the lanes, chunk order, partial sums and final reduction of the one-vector row kernel
+//! ([`crate::f32_rows`] / [`crate::q8_rows`]) on a slice of rows that starts at a multiple of
+//! 4 — which is what the one-vector product hands it — whatever the batch, the chunk or the
+//! thread count (each kernel's doc says how). Without AVX2 (or for int8 group sizes that are
+//! not a multiple of 32), and for a single vector, the one-vector kernels run per vector.
 //!
-//! Speed comes from the order of the loops: rows are walked in panels that stay in L2, each
-//! panel meets the vectors in blocks that stay in L2 too, and inside that small tiles of rows
-//! (L1) are multiplied by every vector of the block before moving on. So each weight comes from
+//! Speed also comes from the order of the loops: rows are walked in panels that stay in L2,
+//! each panel meets the vectors in blocks that stay in L2 too. So each weight comes from
 //! memory once per batch instead of once per vector, and a long prompt's vectors are not
-//! streamed from L3 once per tile. Row blocks go to the model's rayon pool, as the one-vector
-//! `matmul` does.
+//! streamed from L3 once per block of rows. Row blocks go to the model's rayon pool, as the
+//! one-vector `matmul` does.
+
+mod f32;
+mod q8;
 
 use rayon::prelude::*;
 
-use crate::{f32_rows, q8_rows, MatRef, QuantVec};
+use crate::dispatch::{have_avx2_fma, have_avx512f, simd_level, Simd};
+use crate::int8::{q8_rows_of, quantize_activations};
+use crate::{f32_rows, MatRef};
 
 /// Several input vectors of one product, `(n, cols)` row-major, and their int8 groups when the
-/// matrices they meet are quantized (quantized once, shared by every row, tile and thread).
+/// matrices they meet are quantized (quantized once, shared by every row, block and thread).
 pub struct BatchInput<'a> {
     xs: &'a [f32],
     n: usize,
-    q: Option<Vec<QuantVec>>,
+    cols: usize,
+    q: Option<Quantized>,
+}
+
+/// `n` vectors quantized in groups (FORMATS.md §1.3), contiguous: vector `v`'s values at
+/// `q[v * cols..]`, its scales at `s[v * cols / gs..]`.
+struct Quantized {
+    q: Vec<i8>,
+    s: Vec<f32>,
+    gs: usize,
 }
 
 impl<'a> BatchInput<'a> {
     /// `n` vectors of `xs.len() / n` values; quantized in groups of `group_size` when given
-    /// (exactly as the one-vector product quantizes its input).
+    /// (exactly as the one-vector product quantizes its input: groups never straddle two
+    /// vectors, since the group size divides the width).
     pub fn new(xs: &'a [f32], n: usize, group_size: Option<usize>) -> Self {
+        let cols = xs.len() / n.max(1);
+        let xs = &xs[..n * cols];
         let q = group_size.map(|gs| {
-            let cols = xs.len() / n.max(1);
-            xs.chunks_exact(cols.max(1))
-                .take(n)
-                .map(|x| QuantVec::new(x, gs))
-                .collect()
+            let gs = gs.max(1);
+            let mut q = vec![0i8; xs.len()];
+            let mut s = vec![0.0f32; n * cols.div_ceil(gs)];
+            for ((x, q), s) in xs
+                .chunks_exact(cols.max(1))
+                .zip(q.chunks_exact_mut(cols.max(1)))
+                .zip(s.chunks_exact_mut(cols.div_ceil(gs).max(1)))
+            {
+                quantize_activations(x, gs, q, s);
+            }
+            Quantized { q, s, gs }
         });
-        BatchInput { xs, n, q }
+        BatchInput { xs, n, cols, q }
     }
 
     /// Number of vectors.
@@ -52,10 +76,7 @@ impl<'a> BatchInput<'a> {
     }
 }
 
-/// Weight bytes of one tile: small enough to stay in L1/L2 while every vector passes over it.
-const TILE_BYTES: usize = 24 * 1024;
-
-/// Weight bytes of one panel of tiles, kept in L2 while blocks of vectors pass over it.
+/// Weight bytes of one panel of rows, kept in L2 while blocks of vectors pass over it.
 const PANEL_BYTES: usize = 192 * 1024;
 
 /// Input bytes of one block of vectors, kept in L2 while they pass over a panel.
@@ -69,11 +90,6 @@ fn row_bytes(w: &MatRef<'_>) -> usize {
     }
 }
 
-/// Rows of one tile: a multiple of 4 (the row kernel's block), at least 4.
-fn tile_rows(w: &MatRef<'_>) -> usize {
-    (TILE_BYTES / row_bytes(w).max(1) / 4 * 4).max(4)
-}
-
 /// A pointer to the output that tasks of one product share; each writes only its own rows.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
@@ -83,72 +99,119 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 /// Rows `r0..r1` (r0 a multiple of 4) of `w` times every vector of `x`, into
-/// `out[v * rows + r]`. `tmp` is scratch of at least one tile.
+/// `out[v * rows + r]`.
 ///
 /// # Safety
 /// `out` must point to `n * rows` floats, and no one else may touch rows `r0..r1` meanwhile.
 unsafe fn rows_all_vectors(w: &MatRef<'_>, x: &BatchInput<'_>, r0: usize, r1: usize, out: OutPtr) {
-    let (rows, cols) = (w.rows(), w.cols());
-    let tile = tile_rows(w);
-    let panel = (PANEL_BYTES / row_bytes(w).max(1) / tile * tile).max(tile);
-    let vblock = (XBLOCK_BYTES / (4 * cols).max(1)).max(1);
-    let mut tmp = vec![0.0f32; tile];
-    // panel of rows (in L2) × block of vectors (in L2) × tile of rows (in L1) × vector: the
-    // weights come from memory once, the vectors from L2/L3 once per panel.
+    let rows = w.rows();
+    let panel = (PANEL_BYTES / row_bytes(w).max(1) / 4 * 4).max(4);
+    let vblock = (XBLOCK_BYTES / (4 * x.cols).max(1)).max(1);
+    // panel of rows (in L2) × block of vectors (in L2), register blocks inside: the weights
+    // come from memory once, the vectors from L2/L3 once per panel.
     for p0 in (r0..r1).step_by(panel) {
         let p1 = (p0 + panel).min(r1);
         for v0 in (0..x.n).step_by(vblock) {
-            for t0 in (p0..p1).step_by(tile) {
-                let t1 = (t0 + tile).min(p1);
-                let o = &mut tmp[..t1 - t0];
-                for v in v0..(v0 + vblock).min(x.n) {
-                    // only the block's first vector prefetches: the others find the tile in L1
-                    row_tile(w, x, t0, v, o, v == v0);
-                    // SAFETY: rows t0..t1 of vector v lie inside the output and belong to
-                    // this task.
-                    std::ptr::copy_nonoverlapping(o.as_ptr(), out.0.add(v * rows + t0), o.len());
-                }
-            }
+            let v1 = (v0 + vblock).min(x.n);
+            // only the first block of vectors prefetches: the others find the panel in L2
+            block(w, x, p0..p1, v0..v1, out.0.add(v0 * rows), v0 == 0);
         }
     }
 }
 
-/// Rows `t0..t0 + o.len()` (t0 a multiple of 4) of `w` times vector `v`, by the one-vector row
-/// kernel. With `prefetch` the slices run to the end of the matrix (not of the tile) so that
-/// the kernel prefetches the next rows as it does for a whole matrix; without, they end with
-/// the tile and the kernel prefetches nothing (it never reads past its slice). `o` bounds the
-/// rows either way, so the arithmetic is the same.
-fn row_tile(
+/// Rows `r` (r.start a multiple of 4) of `w` times vectors `v`, into `out[(v - v.start) *
+/// rows + row]`, by the best kernel for this CPU.
+///
+/// # Safety
+/// As [`rows_all_vectors`], for these rows and vectors.
+unsafe fn block(
     w: &MatRef<'_>,
     x: &BatchInput<'_>,
-    t0: usize,
-    v: usize,
-    o: &mut [f32],
+    r: std::ops::Range<usize>,
+    v: std::ops::Range<usize>,
+    out: *mut f32,
     prefetch: bool,
 ) {
-    let t1 = t0 + o.len();
+    let (rows, cols) = (w.rows(), w.cols());
+    let out = out.add(r.start);
     match *w {
         MatRef::F32 { w, cols, .. } => {
-            let w = if prefetch {
-                &w[t0 * cols..]
-            } else {
-                &w[t0 * cols..t1 * cols]
-            };
-            f32_rows(w, cols, &x.xs[v * cols..(v + 1) * cols], o)
+            // the slice runs to the end of the matrix so that the kernel may prefetch ahead
+            let wr = &w[r.start * cols..];
+            let xs = &x.xs[v.start * cols..v.end * cols];
+            if v.len() == 1 {
+                // one vector: the one-vector kernel itself (its accumulators suit one best)
+                return f32_rows(wr, cols, xs, std::slice::from_raw_parts_mut(out, r.len()));
+            }
+            #[cfg(target_arch = "x86_64")]
+            if have_avx2_fma() {
+                let p = f32::Panel {
+                    x: xs.as_ptr(),
+                    ldx: cols,
+                    n: v.len(),
+                    out,
+                    ldo: rows,
+                };
+                // SAFETY: the CPU has the features (checked); wr holds r.len() rows, p's
+                // vectors lie in x and its outputs in out (the caller's promise).
+                if have_avx512f() {
+                    f32::rows_avx512(wr, r.len(), cols, p, prefetch);
+                } else {
+                    f32::rows(wr, r.len(), cols, p, prefetch);
+                }
+                return;
+            }
+            let mut o = vec![0.0f32; r.len()];
+            for (i, x) in xs.chunks_exact(cols).enumerate() {
+                f32_rows(wr, cols, x, &mut o);
+                std::ptr::copy_nonoverlapping(o.as_ptr(), out.add(i * rows), o.len());
+            }
         }
-        MatRef::Q8 { q, s, cols, gs, .. } => {
+        MatRef::Q8 { q, s, gs, .. } => {
             let ng = cols / gs;
-            let (q, s) = if prefetch {
-                (&q[t0 * cols..], &s[t0 * ng..])
-            } else {
-                (&q[t0 * cols..t1 * cols], &s[t0 * ng..t1 * ng])
-            };
-            let xq = match &x.q {
-                Some(qs) if qs[v].gs == gs => std::borrow::Cow::Borrowed(&qs[v]),
+            let (wq, ws) = (&q[r.start * cols..], &s[r.start * ng..]);
+            let Some(xq) = x.q.as_ref().filter(|xq| xq.gs == gs) else {
                 // not quantized for this group size (never the case inside one model)
-                _ => std::borrow::Cow::Owned(QuantVec::new(&x.xs[v * cols..(v + 1) * cols], gs)),
+                let again = BatchInput::new(&x.xs[v.start * cols..v.end * cols], v.len(), Some(gs));
+                let out = out.sub(r.start);
+                return block(w, &again, r, 0..v.len(), out, prefetch);
             };
-            q8_rows(q, s, cols, gs, &xq, o)
+            let (xq, xs) = (
+                &xq.q[v.start * cols..v.end * cols],
+                &xq.s[v.start * ng..v.end * ng],
+            );
+            if v.len() == 1 {
+                // one vector: the one-vector kernel itself (its accumulators suit one best)
+                let o = std::slice::from_raw_parts_mut(out, r.len());
+                return q8_rows_of(wq, ws, cols, gs, xq, xs, o);
+            }
+            #[cfg(target_arch = "x86_64")]
+            if gs.is_multiple_of(32) && simd_level() != Simd::None {
+                let p = q8::QPanel {
+                    q: xq.as_ptr(),
+                    ldq: cols,
+                    s: xs.as_ptr(),
+                    lds: ng,
+                    n: v.len(),
+                    out,
+                    ldo: rows,
+                };
+                // SAFETY: the CPU has the features (checked); gs % 32 == 0; wq and ws hold
+                // r.len() rows; p's vectors lie in x and its outputs in out.
+                if have_avx512f() {
+                    q8::vnni512::rows(wq, ws, r.len(), cols, gs, p, prefetch);
+                } else if simd_level() == Simd::Vnni {
+                    q8::vnni::rows(wq, ws, r.len(), cols, gs, p, prefetch);
+                } else {
+                    q8::avx2::rows(wq, ws, r.len(), cols, gs, p, prefetch);
+                }
+                return;
+            }
+            let mut o = vec![0.0f32; r.len()];
+            for (i, (xq, xs)) in xq.chunks_exact(cols).zip(xs.chunks_exact(ng)).enumerate() {
+                q8_rows_of(wq, ws, cols, gs, xq, xs, &mut o);
+                std::ptr::copy_nonoverlapping(o.as_ptr(), out.add(i * rows), o.len());
+            }
         }
     }
 }
@@ -157,14 +220,16 @@ fn row_tile(
 /// rows on the current rayon pool (call inside the model's pool) when `threads > 1`.
 pub fn matmul_batch(out: &mut [f32], x: &BatchInput<'_>, w: MatRef<'_>, threads: usize) {
     let (rows, cols) = (w.rows(), w.cols());
-    assert!(out.len() >= x.n * rows && x.xs.len() >= x.n * cols);
+    if x.n == 0 {
+        return;
+    }
+    assert!(out.len() >= x.n * rows && x.cols == cols);
     let ptr = OutPtr(out.as_mut_ptr());
-    // Blocks: a multiple of the tile (itself a multiple of 4), about four per thread, and
-    // enough work per block to be worth a task.
-    let tile = tile_rows(&w);
+    // Blocks: a multiple of 4 (the kernels' row block), about four per thread, and enough
+    // work per block to be worth a task.
     let per_task = rows.div_ceil(threads.max(1) * 4);
     let min_rows = (16384 / (cols * x.n.max(1)).max(1)).max(1);
-    let bs = per_task.max(min_rows).div_ceil(tile) * tile;
+    let bs = per_task.max(min_rows).div_ceil(4) * 4;
     if threads <= 1 || bs >= rows {
         // SAFETY: out holds n * rows floats (asserted) and this is the only writer.
         unsafe { rows_all_vectors(&w, x, 0, rows, ptr) };
@@ -180,6 +245,7 @@ pub fn matmul_batch(out: &mut [f32], x: &BatchInput<'_>, w: MatRef<'_>, threads:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::QuantVec;
 
     fn values(n: usize, seed: usize) -> Vec<f32> {
         (0..n)
@@ -232,6 +298,139 @@ mod tests {
                             "{rows}x{cols} n {n} threads {threads} gs {:?}",
                             w.group_size()
                         );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Each register-blocked kernel this CPU can run, called directly (not through the dispatch),
+/// against its one-vector kernel, bit for bit.
+#[cfg(all(test, target_arch = "x86_64"))]
+mod kernel_tests {
+    use super::*;
+
+    /// Values of mixed sizes and signs, so that a different summation order shows.
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let u = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                u * [1.0, 1e-3, 37.0, 0.01][(s >> 20) as usize % 4]
+            })
+            .collect()
+    }
+
+    fn same(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
+    #[test]
+    fn f32_kernels_equal_the_one_vector_avx2_kernel_exactly() {
+        if !have_avx2_fma() {
+            eprintln!("skipped: no AVX2+FMA on this CPU");
+            return;
+        }
+        let wide = std::arch::is_x86_feature_detected!("avx512f");
+        for cols in [5, 8, 16, 24, 40, 300, 288, 768, 1376] {
+            for rows in [1, 3, 4, 7, 9, 37] {
+                let w = values(rows * cols, cols as u64);
+                for n in [1, 2, 3, 4, 5, 6, 7, 8, 13] {
+                    let xs = values(n * cols, (n * 31 + rows) as u64);
+                    let mut want = vec![0.0f32; n * rows];
+                    for (x, o) in xs.chunks_exact(cols).zip(want.chunks_exact_mut(rows)) {
+                        // SAFETY: AVX2+FMA present (checked); sizes match.
+                        unsafe { crate::float::avx2::f32_rows(&w, cols, x, o) };
+                    }
+                    type Kernel = unsafe fn(&[f32], usize, usize, f32::Panel, bool);
+                    let mut kernels: Vec<(&str, Kernel)> = vec![("avx2", f32::rows)];
+                    if wide {
+                        kernels.push(("avx512", f32::rows_avx512));
+                    }
+                    for (name, kernel) in kernels {
+                        for prefetch in [false, true] {
+                            let mut got = vec![f32::NAN; n * rows];
+                            let p = f32::Panel {
+                                x: xs.as_ptr(),
+                                ldx: cols,
+                                n,
+                                out: got.as_mut_ptr(),
+                                ldo: rows,
+                            };
+                            // SAFETY: features checked; w, xs and got have the sizes given.
+                            unsafe { kernel(&w, rows, cols, p, prefetch) };
+                            assert!(same(&got, &want), "{name} {rows}x{cols} n {n}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn int8_kernels_equal_the_one_vector_kernels_exactly() {
+        let vnni = simd_level() == Simd::Vnni;
+        if !have_avx2_fma() {
+            eprintln!("skipped: no AVX2+FMA on this CPU");
+            return;
+        }
+        for (cols, gs) in [
+            (32, 32),
+            (64, 32),
+            (288, 32),
+            (768, 64),
+            (1376, 32),
+            (256, 128),
+        ] {
+            for rows in [1, 3, 4, 6, 9, 37] {
+                let wq = crate::QuantVec::new(&values(rows * cols, cols as u64), gs);
+                for n in [1, 2, 3, 4, 5, 7, 8, 11] {
+                    let xs = values(n * cols, (n * 17 + rows) as u64);
+                    let input = BatchInput::new(&xs, n, Some(gs));
+                    let xq = input.q.as_ref().unwrap();
+                    type One = unsafe fn(&[i8], &[f32], usize, usize, &[i8], &[f32], &mut [f32]);
+                    type Multi = unsafe fn(&[i8], &[f32], usize, usize, usize, q8::QPanel, bool);
+                    let mut kernels: Vec<(&str, One, Multi)> =
+                        vec![("avx2", crate::int8::q8_avx2::q8_rows, q8::avx2::rows)];
+                    if vnni {
+                        kernels.push(("vnni", crate::int8::q8_vnni::q8_rows, q8::vnni::rows));
+                        if std::arch::is_x86_feature_detected!("avx512f") {
+                            let one = crate::int8::q8_vnni::q8_rows;
+                            kernels.push(("vnni512", one, q8::vnni512::rows));
+                        }
+                    }
+                    let ng = cols / gs;
+                    for (name, one, multi) in kernels {
+                        let mut want = vec![0.0f32; n * rows];
+                        for (v, o) in want.chunks_exact_mut(rows).enumerate() {
+                            let (q, s) = (&xq.q[v * cols..], &xq.s[v * ng..(v + 1) * ng]);
+                            // SAFETY: features checked; sizes match; gs % 32 == 0.
+                            unsafe { one(&wq.q, &wq.s, cols, gs, q, s, o) };
+                            // and the quantization is the one-vector product's
+                            let alone = crate::QuantVec::new(&xs[v * cols..(v + 1) * cols], gs);
+                            assert_eq!((&alone.q[..], &alone.s[..]), (&q[..cols], s));
+                        }
+                        for prefetch in [false, true] {
+                            let mut got = vec![f32::NAN; n * rows];
+                            let p = q8::QPanel {
+                                q: xq.q.as_ptr(),
+                                ldq: cols,
+                                s: xq.s.as_ptr(),
+                                lds: ng,
+                                n,
+                                out: got.as_mut_ptr(),
+                                ldo: rows,
+                            };
+                            // SAFETY: as above.
+                            unsafe { multi(&wq.q, &wq.s, rows, cols, gs, p, prefetch) };
+                            assert!(same(&got, &want), "{name} {rows}x{cols} gs {gs} n {n}");
+                        }
                     }
                 }
             }

@@ -48,6 +48,23 @@ pub(crate) fn have_avx2_fma() -> bool {
     simd_level() != Simd::None
 }
 
+/// Whether the batched f32 kernels may use 512-bit registers: at the VNNI level (so
+/// `ZHLLAMA_SIMD=avx2` turns them off too) and with AVX-512F, detected once.
+#[inline]
+pub(crate) fn have_avx512f() -> bool {
+    static WIDE: OnceLock<bool> = OnceLock::new();
+    *WIDE.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            simd_level() == Simd::Vnni && is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
 /// The CPU features the kernels look for, each with whether this CPU has it (detected at run
 /// time, as the kernels do): what `zhllama-rs --version` reports.
 pub fn cpu_features() -> Vec<(&'static str, bool)> {
@@ -73,7 +90,7 @@ impl Simd {
         match self {
             Simd::None => "portable code (no AVX2+FMA here, or ZHLLAMA_SIMD=portable)",
             Simd::Avx2 => "AVX2+FMA (f32 and int8)",
-            Simd::Vnni => "AVX2+FMA for f32, AVX-512 VNNI for int8",
+            Simd::Vnni => "AVX2+FMA for f32 (AVX-512 for batched f32), AVX-512 VNNI for int8",
         }
     }
 }

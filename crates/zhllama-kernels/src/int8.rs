@@ -27,15 +27,33 @@ impl QuantVec {
         let gs = gs.max(1);
         let mut q = vec![0i8; x.len()];
         let mut s = vec![0.0f32; x.len().div_ceil(gs)];
-        quantize_groups(x, gs, &mut q, &mut s, f32::round);
+        quantize_activations(x, gs, &mut q, &mut s);
         QuantVec { q, s, gs }
     }
+}
+
+/// [`quantize_groups`] with `f32::round`, as activations are quantized: compiled for AVX2
+/// where the CPU has it, so that LLVM rounds, divides and clamps 8 lanes at a time instead of
+/// calling libm's `roundf` per value (its lowering, `trunc(v + copysign(0.5 - ulp/4, v))`, is
+/// exact: the same bytes).
+pub(crate) fn quantize_activations(x: &[f32], gs: usize, q: &mut [i8], s: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::dispatch::have_avx2_fma() {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(x: &[f32], gs: usize, q: &mut [i8], s: &mut [f32]) {
+            quantize_groups(x, gs, q, s, f32::round)
+        }
+        // SAFETY: the CPU has AVX2 and FMA (checked).
+        return unsafe { avx2(x, gs, q, s) };
+    }
+    quantize_groups(x, gs, q, s, f32::round)
 }
 
 /// Group quantization: `scale = max|v| / 127`, `q = round(v / scale)` clamped to ±127; a
 /// group of zeros gets scale 0 and zeros. `round` is the rounding rule: activations use
 /// `f32::round` (C's `round`, as the usual int8 reader), weights quantized at load
 /// `f32::round_ties_even` (torch.round, as the exporter), so both give the exporter's bytes.
+#[inline]
 pub fn quantize_groups(
     x: &[f32],
     gs: usize,
@@ -69,28 +87,42 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 /// `out[r] = Σ_g (Σ_{j in g} w[r,j]·xq[j]) × sw[r,g] × xs[g]`: int8 products summed in int32
 /// per group, then scaled. `w` is `(out.len(), cols)`, `sw` its scales, `gs` divides `cols`.
 pub fn q8_rows(w: &[i8], sw: &[f32], cols: usize, gs: usize, x: &QuantVec, out: &mut [f32]) {
+    assert!(x.gs == gs);
+    q8_rows_of(w, sw, cols, gs, &x.q, &x.s, out)
+}
+
+/// [`q8_rows`] with the quantized vector as its values `xq` and group scales `xs`.
+pub(crate) fn q8_rows_of(
+    w: &[i8],
+    sw: &[f32],
+    cols: usize,
+    gs: usize,
+    xq: &[i8],
+    xs: &[f32],
+    out: &mut [f32],
+) {
     let rows = out.len();
-    assert!(gs > 0 && cols.is_multiple_of(gs) && x.gs == gs);
+    assert!(gs > 0 && cols.is_multiple_of(gs));
     assert!(w.len() >= rows * cols && sw.len() >= rows * (cols / gs));
-    assert!(x.q.len() >= cols && x.s.len() >= cols / gs);
+    assert!(xq.len() >= cols && xs.len() >= cols / gs);
     #[cfg(target_arch = "x86_64")]
     if gs.is_multiple_of(32) {
         match simd_level() {
             Simd::Vnni => {
                 // SAFETY: the CPU has AVX2, FMA, AVX-512 VNNI and VL (checked); bounds and
                 // gs % 32 == 0 asserted above.
-                unsafe { q8_vnni::q8_rows(w, sw, cols, gs, &x.q, &x.s, out) };
+                unsafe { q8_vnni::q8_rows(w, sw, cols, gs, xq, xs, out) };
                 return;
             }
             Simd::Avx2 => {
                 // SAFETY: the CPU has AVX2 and FMA (checked); bounds asserted above.
-                unsafe { q8_avx2::q8_rows(w, sw, cols, gs, &x.q, &x.s, out) };
+                unsafe { q8_avx2::q8_rows(w, sw, cols, gs, xq, xs, out) };
                 return;
             }
             Simd::None => {}
         }
     }
-    q8_rows_portable(w, sw, cols, gs, &x.q, &x.s, out)
+    q8_rows_portable(w, sw, cols, gs, xq, xs, out)
 }
 
 /// The portable int8 kernel: LLVM vectorises `dot_i8` (widening multiply-adds).
@@ -124,7 +156,7 @@ pub fn q8_rows_portable(
 #[cfg(target_arch = "x86_64")]
 macro_rules! q8_kernel {
     ($modname:ident, $features:literal, $step:ident) => {
-        pub(super) mod $modname {
+        pub(crate) mod $modname {
             use std::arch::x86_64::*;
 
             /// `acc += Σ pairs |x|·sign(w, x)` in int32 lanes.
@@ -242,7 +274,7 @@ macro_rules! q8_kernel {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn step_avx2(
+pub(crate) unsafe fn step_avx2(
     acc: std::arch::x86_64::__m256i,
     ax: std::arch::x86_64::__m256i,
     sw: std::arch::x86_64::__m256i,
@@ -256,7 +288,7 @@ unsafe fn step_avx2(
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
-unsafe fn step_vnni(
+pub(crate) unsafe fn step_vnni(
     acc: std::arch::x86_64::__m256i,
     ax: std::arch::x86_64::__m256i,
     sw: std::arch::x86_64::__m256i,
@@ -352,6 +384,28 @@ mod tests {
             q8_rows(&wmax, &sw, cols, gs, &xmin, &mut got);
             assert!(got.iter().all(|&v| v == (127 * 127 * cols) as f32));
         }
+    }
+
+    /// The AVX2-compiled activation quantizer gives libm `roundf`'s bytes, halves included
+    /// (127 in a group makes its scale 1, so the halves reach the rounding as they are).
+    #[test]
+    fn activation_quantizer_rounds_as_roundf() {
+        let mut x: Vec<f32> = vec![127.0, -0.5, 0.5, 1.5, 2.5, -2.5, 126.5, -126.5];
+        x.extend((0..8).map(|i| i as f32 + 0.49999997));
+        x.extend((0..4096).map(|i| ((i * 7919) % 2003) as f32 / 13.0 - 77.0));
+        for gs in [8, 32, 64] {
+            let n = x.len() / gs * gs;
+            let (mut q1, mut s1) = (vec![0i8; n], vec![0f32; n / gs]);
+            let (mut q2, mut s2) = (q1.clone(), s1.clone());
+            quantize_groups(&x[..n], gs, &mut q1, &mut s1, roundf);
+            quantize_activations(&x[..n], gs, &mut q2, &mut s2);
+            assert_eq!((q1, s1), (q2, s2), "gs {gs}");
+        }
+    }
+
+    /// C's roundf, called through libm (not inlined), the reference.
+    fn roundf(v: f32) -> f32 {
+        std::hint::black_box(v).round()
     }
 
     #[test]
