@@ -32,8 +32,8 @@ struct Cli {
     /// Port; 0 picks a free one (the address is printed on stdout)
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// Slots for concurrent requests (reported in /metrics; until the core scheduler lands
-    /// requests are served one at a time)
+    /// Requests generated at once, in one batched forward per token (continuous batching);
+    /// more wait in the queue
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     parallel: u16,
     /// Threads for the matmuls; 0 = physical cores
@@ -45,7 +45,7 @@ struct Cli {
     /// Require `Authorization: Bearer KEY` on the API endpoints
     #[arg(long, value_name = "KEY")]
     api_key: Option<String>,
-    /// Requests waiting beyond the running one before new ones get 429
+    /// Requests waiting for a free slot before new ones get 429 (with Retry-After)
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     max_queue: u32,
     /// Seconds in-flight requests may run after SIGINT/SIGTERM before they are cut

@@ -235,19 +235,30 @@ def test_api_key(small):
 
 
 def test_queue_full_is_429_with_retry_after(slow):
-    s = Server(*slow, "--threads", "1", "--max-queue", "1")
+    s = Server(*slow, "--threads", "1", "--parallel", "2", "--max-queue", "1")
     body = {"prompt": "从前", "max_tokens": 250, "stream": True, "temperature": 0}
+    url = s.url + "/v1/completions"
     try:
-        with httpx.stream("POST", s.url + "/v1/completions", json=body, timeout=60) as running:
-            # keep the iterator: dropping it closes the connection (and cancels the job)
-            lines = running.iter_lines()
-            next(lines)  # the worker is busy with this one
-            with httpx.stream("POST", s.url + "/v1/completions", json=body, timeout=60) as queued:
+        # two streams fill both slots, a third waits in the queue, a fourth is refused
+        with (
+            httpx.stream("POST", url, json=body, timeout=60) as a,
+            httpx.stream("POST", url, json=body, timeout=60) as b,
+        ):
+            # keep the iterators: dropping one closes its connection (and cancels its job)
+            lines = [a.iter_lines(), b.iter_lines()]
+            for it in lines:
+                next(it)
+            with httpx.stream("POST", url, json=body, timeout=60) as queued:
                 assert queued.status_code == 200
+                deadline = time.monotonic() + 10
+                while s.metric("zhllama_queue_depth") < 1:
+                    assert time.monotonic() < deadline, "the third request never queued"
+                    time.sleep(0.02)
                 with pytest.raises(openai.RateLimitError) as e:
                     s.client().completions.create(model=slow[0].stem, prompt="x", max_tokens=1)
                 assert e.value.response.headers["retry-after"] == "1"
                 assert s.metric("zhllama_queue_depth") == 1
+                assert s.metric("zhllama_busy_slots") == 2
     finally:
         assert s.stop() == 0
 
