@@ -9,8 +9,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -167,6 +169,76 @@ def test_chat_plain_and_streaming_equal_zhllama_rs_on_the_template(server, small
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert text == r.choices[0].message.content
     assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def _stream_text(client: openai.OpenAI, model: str, prompt: str, leave_after: int = 0, **kw):
+    """A streamed completion's text; `leave_after` > 0 closes the connection after that many
+    chunks (the client goes away)."""
+    stream = client.completions.create(model=model, prompt=prompt, stream=True, **kw)
+    text = ""
+    for n, chunk in enumerate(stream, 1):
+        text += chunk.choices[0].text
+        if n == leave_after:
+            stream.close()
+            break
+    return text
+
+
+def test_concurrent_streams_equal_each_request_alone_and_zhllama_rs(slow):
+    """Continuous batching keeps every seeded story exact: six streams at once (different
+    prompts, seeds, temperatures, one joining late, one leaving early) each equal the same
+    request served alone and `zhllama-rs` with that seed."""
+    s = Server(*slow, "--threads", "1", "--parallel", "4")
+    model = slow[0].stem
+    prompts = [
+        "从前有一只小猫",
+        "小狗在公园里跑",
+        "一",
+        "森林里住着一只会唱歌的小鸟，它每天早上",
+        "月亮",
+        "",
+    ]
+    reqs = [
+        {"prompt": p, "max_tokens": 60 + 10 * i, "temperature": [1.0, 0.8, 0.0][i % 3],
+         "top_p": 0.9, "seed": 100 + i}
+        for i, p in enumerate(prompts)
+    ]  # fmt: skip
+    busy: list[float] = []
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            busy.append(s.metric("zhllama_busy_slots"))
+            time.sleep(0.01)
+
+    try:
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        clients = [s.client() for _ in range(len(reqs) + 1)]
+        with ThreadPoolExecutor(len(reqs) + 1) as pool:
+            together = [
+                pool.submit(_stream_text, c, model, **r)
+                for c, r in zip(clients, reqs[:-1], strict=False)
+            ]
+            leaver = pool.submit(_stream_text, clients[-2], model, leave_after=3, **reqs[0])
+            time.sleep(0.2)  # the last one joins a running batch
+            together.append(pool.submit(_stream_text, clients[-1], model, **reqs[-1]))
+            texts = [f.result(timeout=120) for f in together]
+            leaver.result(timeout=120)
+        done.set()
+        watcher.join()
+        assert max(busy) >= 2, "the streams never ran together"
+        alone = [_stream_text(s.client(), model, **r) for r in reqs]
+        assert texts == alone
+        for r, text in zip(reqs, texts, strict=True):
+            usage = s.client().completions.create(model=model, **r).usage
+            steps = usage.prompt_tokens - 1 + r["max_tokens"]
+            expected = zhllama_rs(*slow, r["prompt"], r["seed"], r["temperature"], 0.9, steps)
+            assert echo(s, r["prompt"]) + text == expected, r
+        assert s.metric("zhllama_busy_slots") == 0
+    finally:
+        done.set()
+        assert s.stop() == 0
 
 
 def test_stop_strings_end_the_text_before_them(server, small):
