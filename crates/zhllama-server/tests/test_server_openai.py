@@ -8,112 +8,30 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _binary(name: str) -> Path:
-    for p in (ROOT / ".venv" / "bin" / name, ROOT / "target" / "release" / name):
-        if p.exists():
-            return p
-    raise RuntimeError(f"{name} is not built: run `just build`")
-
-
-class Server:
-    """A running zhllama-server; `url` is its address."""
-
-    def __init__(self, model: Path, tok: Path, *args: str):
-        cmd = [str(_binary("zhllama-server")), str(model), "-z", str(tok), "--port", "0", *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        assert "listening on http://" in line, (line, self.proc.stderr.read())
-        self.url = line.split("listening on ")[1].strip()
-        deadline = time.monotonic() + 30
-        while httpx.get(self.url + "/health").status_code != 200:
-            assert time.monotonic() < deadline, "the model never loaded"
-            time.sleep(0.05)
-
-    def client(self, key: str = "none") -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0)
-
-    def metric(self, name: str) -> float:
-        for line in httpx.get(self.url + "/metrics").text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        raise KeyError(name)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
-
-
-def _model(d: Path, shape: str) -> tuple[Path, Path]:
-    m, t = d / f"{shape}.bin", d / f"tok-{shape}.bin"
-    gen = [sys.executable, str(ROOT / "tools" / "gen_random_checkpoint.py"), "--shape", shape]
-    subprocess.run([*gen, "-o", str(m), "--tokenizer-out", str(t)], check=True, capture_output=True)
-    return m, t
-
-
-@pytest.fixture(scope="module")
-def small(tmp_path_factory) -> tuple[Path, Path]:
-    """260K shape (seq_len 512): fast; a tokenizer of byte tokens and CJK characters."""
-    return _model(tmp_path_factory.mktemp("server"), "260K")
-
-
-@pytest.fixture(scope="module")
-def slow(tmp_path_factory) -> tuple[Path, Path]:
-    """15M shape on one thread: slow enough to be caught mid-story."""
-    return _model(tmp_path_factory.mktemp("server15m"), "15M")
-
-
-@pytest.fixture(scope="module")
-def server(small) -> Iterator[Server]:
-    s = Server(*small, "--threads", "1")
-    yield s
-    assert s.stop() == 0
-
-
-def zhllama_rs(model: Path, tok: Path, prompt: str, seed: int, t: float, p: float, n: int) -> str:
-    args = [str(_binary("zhllama-rs")), str(model), "-z", str(tok), "-i", prompt]
-    args += ["-s", str(seed), "-t", str(t), "-p", str(p), "-n", str(n)]
-    out = subprocess.run(args, capture_output=True, check=True).stdout.decode()
-    assert out.endswith("\n")
-    return out[:-1]
-
-
-def echo(server: Server, prompt: str) -> str:
-    """What zhllama-rs prints of the prompt itself: its tokens decoded."""
-    ids = httpx.post(server.url + "/tokenize", json={"content": prompt}).json()["tokens"]
-    return httpx.post(server.url + "/detokenize", json={"tokens": ids}).json()["content"]
-
-
 PROMPT = "从前有一只小猫"
 SEEDED = {"temperature": 1.0, "top_p": 0.9, "seed": 1234}
 
 
-def test_health_models_tokenize(server, small):
+def test_health_models_tokenize(server, small, binary, echo):
     assert httpx.get(server.url + "/health").json() == {"status": "ok"}
     assert [m.id for m in server.client().models.list()] == [small[0].stem]
     ids = httpx.post(server.url + "/tokenize", json={"content": PROMPT}).json()["tokens"]
-    cli = subprocess.run([str(_binary("zhllama-rs")), "-z", str(small[1]), "--tokenize",
+    cli = subprocess.run([str(binary("zhllama-rs")), "-z", str(small[1]), "--tokenize",
                           "-i", PROMPT], capture_output=True, text=True, check=True)  # fmt: skip
     assert ids == [int(x) for x in cli.stdout.split()]
     assert echo(server, PROMPT) == PROMPT
 
 
 @pytest.mark.parametrize("max_tokens", [1, 40])
-def test_seeded_completion_equals_zhllama_rs(server, small, max_tokens):
+def test_seeded_completion_equals_zhllama_rs(server, small, max_tokens, zhllama_rs, echo):
     r = server.client().completions.create(
         model=small[0].stem, prompt=PROMPT, max_tokens=max_tokens, **SEEDED
     )
@@ -148,7 +66,7 @@ def test_streaming_completion_is_the_plain_one_in_whole_characters(server, small
         json.loads(e[6:].decode("utf-8"))
 
 
-def test_chat_plain_and_streaming_equal_zhllama_rs_on_the_template(server, small):
+def test_chat_plain_and_streaming_equal_zhllama_rs_on_the_template(server, small, zhllama_rs, echo):
     system, user = "你是讲故事的人", "小狗在公园里"
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     client = server.client()
@@ -184,11 +102,11 @@ def _stream_text(client: openai.OpenAI, model: str, prompt: str, leave_after: in
     return text
 
 
-def test_concurrent_streams_equal_each_request_alone_and_zhllama_rs(slow):
+def test_concurrent_streams_equal_each_request_alone_and_zhllama_rs(slow, serve, zhllama_rs, echo):
     """Continuous batching keeps every seeded story exact: six streams at once (different
     prompts, seeds, temperatures, one joining late, one leaving early) each equal the same
     request served alone and `zhllama-rs` with that seed."""
-    s = Server(*slow, "--threads", "1", "--parallel", "4")
+    s = serve(*slow, "--threads", "1", "--parallel", "4")
     model = slow[0].stem
     prompts = [
         "从前有一只小猫",
@@ -294,8 +212,8 @@ def test_errors_arrive_as_the_clients_exception_types(server, small):
     assert client.completions.create(model=small[0].stem, prompt="x", max_tokens=2).choices
 
 
-def test_api_key(small):
-    s = Server(*small, "--api-key", "sekrit")
+def test_api_key(small, serve):
+    s = serve(*small, "--api-key", "sekrit")
     try:
         with pytest.raises(openai.AuthenticationError):
             s.client("wrong").completions.create(model=small[0].stem, prompt="x", max_tokens=1)
@@ -306,8 +224,8 @@ def test_api_key(small):
         assert s.stop() == 0
 
 
-def test_queue_full_is_429_with_retry_after(slow):
-    s = Server(*slow, "--threads", "1", "--parallel", "2", "--max-queue", "1")
+def test_queue_full_is_429_with_retry_after(slow, serve):
+    s = serve(*slow, "--threads", "1", "--parallel", "2", "--max-queue", "1")
     body = {"prompt": "从前", "max_tokens": 250, "stream": True, "temperature": 0}
     url = s.url + "/v1/completions"
     try:
@@ -335,8 +253,8 @@ def test_queue_full_is_429_with_retry_after(slow):
         assert s.stop() == 0
 
 
-def test_a_client_that_leaves_frees_the_worker(slow):
-    s = Server(*slow, "--threads", "1")
+def test_a_client_that_leaves_frees_the_worker(slow, serve):
+    s = serve(*slow, "--threads", "1")
     body = {"prompt": "从前", "max_tokens": 250, "stream": True, "temperature": 0}
     try:
         with httpx.stream("POST", s.url + "/v1/completions", json=body, timeout=60) as r:
@@ -356,8 +274,8 @@ def test_a_client_that_leaves_frees_the_worker(slow):
         assert s.stop() == 0
 
 
-def test_sigterm_mid_stream_exits_0_within_the_deadline(slow):
-    s = Server(*slow, "--threads", "1", "--drain-seconds", "1")
+def test_sigterm_mid_stream_exits_0_within_the_deadline(slow, serve):
+    s = serve(*slow, "--threads", "1", "--drain-seconds", "1")
     body = {"prompt": "从前", "max_tokens": 250, "stream": True, "temperature": 0}
     with httpx.stream("POST", s.url + "/v1/completions", json=body, timeout=60) as r:
         lines = r.iter_lines()
@@ -379,10 +297,10 @@ def test_metrics_count_requests_and_tokens(server, small):
         assert name in text, name
 
 
-def test_a_bad_checkpoint_is_one_line_and_status_1(tmp_path, small):
+def test_a_bad_checkpoint_is_one_line_and_status_1(tmp_path, small, binary):
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"\0" * 10)
-    r = subprocess.run([str(_binary("zhllama-server")), str(bad), "-z", str(small[1]),
+    r = subprocess.run([str(binary("zhllama-server")), str(bad), "-z", str(small[1]),
                         "--port", "0"], capture_output=True, text=True, timeout=30)  # fmt: skip
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
