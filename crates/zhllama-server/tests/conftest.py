@@ -75,6 +75,13 @@ def slow(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
+def long(tmp_path_factory) -> tuple[Path, Path]:
+    """42M shape (seq_len 1024) on one thread: a long story takes seconds, time enough for a
+    browser to press Stop mid-way."""
+    return _model(tmp_path_factory.mktemp("server42m"), "42M")
+
+
+@pytest.fixture(scope="module")
 def server(small) -> Iterator[Server]:
     """One server on the small model for the tests that need no flags of their own."""
     s = Server(*small, "--threads", "1")
