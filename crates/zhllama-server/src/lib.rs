@@ -11,10 +11,12 @@
 //!   one engine thread, `--parallel` slots, a bounded queue.
 //! - [`stop`]: stop-string matching across pieces.
 //! - [`metrics`]: counters, gauges and the time-to-first-token histogram.
+//! - [`cli`]: the command line (flags, exit codes), shared by the binary and the wheel.
 
 pub mod api;
 pub mod backend;
 pub mod batching;
+pub mod cli;
 pub mod metrics;
 pub mod routes;
 pub mod stop;

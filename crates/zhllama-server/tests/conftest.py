@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def _binary(name: str) -> Path:
+    """The command as users get it: the venv's (the wheel's console script), else the build's."""
     for p in (ROOT / ".venv" / "bin" / name, ROOT / "target" / "release" / name):
         if p.exists():
             return p
@@ -29,8 +30,9 @@ def _binary(name: str) -> Path:
 class Server:
     """A running zhllama-server; `url` is its address."""
 
-    def __init__(self, model: Path, tok: Path, *args: str):
-        cmd = [str(_binary("zhllama-server")), str(model), "-z", str(tok), "--port", "0", *args]
+    def __init__(self, model: Path, tok: Path, *args: str, exe: Path | None = None):
+        exe = exe or _binary("zhllama-server")
+        cmd = [str(exe), str(model), "-z", str(tok), "--port", "0", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         assert "listening on http://" in line, (line, self.proc.stderr.read())
@@ -110,8 +112,8 @@ def serve() -> Iterator[Callable[..., Server]]:
     """Starts servers (`serve(model, tok, *flags)`); each must have exited 0 by the end."""
     started: list[Server] = []
 
-    def start(model: Path, tok: Path, *args: str) -> Server:
-        started.append(Server(model, tok, *args))
+    def start(model: Path, tok: Path, *args: str, exe: Path | None = None) -> Server:
+        started.append(Server(model, tok, *args, exe=exe))
         return started[-1]
 
     yield start

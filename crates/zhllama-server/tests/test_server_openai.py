@@ -11,11 +11,13 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+ROOT = Path(__file__).resolve().parents[3]
 PROMPT = "从前有一只小猫"
 SEEDED = {"temperature": 1.0, "top_p": 0.9, "seed": 1234}
 
@@ -295,6 +297,27 @@ def test_metrics_count_requests_and_tokens(server, small):
                  "zhllama_busy_slots", "zhllama_slots 8", "zhllama_tokens_per_second",
                  "zhllama_time_to_first_token_seconds_bucket"]:  # fmt: skip
         assert name in text, name
+
+
+def test_the_wheels_command_and_the_binary_serve_the_same(server, small, serve):
+    """`.venv/bin/zhllama-server` (the wheel's script, through the extension) and the release
+    binary run the same library: the same seeded text, the same help."""
+    binary = ROOT / "target" / "release" / "zhllama-server"
+    if not binary.exists():
+        pytest.skip("no release binary: run `just build`")
+    other = serve(*small, "--threads", "1", exe=binary)
+    body = {"model": small[0].stem, "prompt": PROMPT, "max_tokens": 30, **SEEDED}
+    texts = [
+        httpx.post(s.url + "/v1/completions", json=body).json()["choices"][0]["text"]
+        for s in (server, other)
+    ]
+    assert texts[0] == texts[1] and texts[0]
+    venv = ROOT / ".venv" / "bin" / "zhllama-server"
+    helps = [
+        subprocess.run([str(e), "--help"], capture_output=True, text=True) for e in (venv, binary)
+    ]
+    assert helps[0].returncode == helps[1].returncode == 0
+    assert helps[0].stdout == helps[1].stdout and "--parallel" in helps[0].stdout
 
 
 def test_a_bad_checkpoint_is_one_line_and_status_1(tmp_path, small, binary):
