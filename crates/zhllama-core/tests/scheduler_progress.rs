@@ -40,7 +40,10 @@ fn generated_tokens_follow_each_step_and_end_with_the_last_update() {
     // step), then one token a step, never going back
     let reading = (prompt_tokens - 1).div_ceil(4);
     assert!(seen[..reading].iter().all(|&n| n == 0), "{seen:?}");
-    assert!(seen.windows(2).all(|w| w[1] == w[0] || w[1] == w[0] + 1), "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[1] == w[0] || w[1] == w[0] + 1),
+        "{seen:?}"
+    );
     assert_eq!(last, Some(40 - (prompt_tokens - 1)));
     assert_eq!(sched.generated_tokens(id), None);
 }
