@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import signal
 import statistics
@@ -269,10 +270,15 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="how long clients keep sending")
     ap.add_argument("--threads", type=int, default=2, help="the server's --threads")
     args = ap.parse_args()
+    before = os.getloadavg()[0]
     load = asyncio.run(load_part(args))
     tgt = asyncio.run(targets_part(args))
-    args.out.write_text(json.dumps({"load": load, "targets": tgt}, indent=2) + "\n")
+    # other work on the machine slows the server and the clients alike; say how much there was
+    loadavg = {"before": round(before, 2), "after": round(os.getloadavg()[0], 2)}
+    doc = {"load": load, "targets": tgt, "load_average": loadavg}
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(table(load, tgt))
+    print(f"\nLoad average (1 min) before and after: {loadavg['before']}, {loadavg['after']}.")
     bad = [r for r in (load, tgt) if r["errors"] or r["texts_differing_from_solo"]]
     if bad:
         b = bad[0]

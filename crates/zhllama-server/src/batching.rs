@@ -260,6 +260,8 @@ impl Engine {
             self.running[i].text(&u.text, &mut self.sched, &self.metrics);
             if let Some(f) = u.finished {
                 let r = self.running.swap_remove(i);
+                // before the client hears `Done`, so that /metrics never lags behind it
+                self.publish_busy();
                 r.finish(f, &self.metrics);
             }
         }

@@ -290,9 +290,14 @@ def test_sigterm_mid_stream_exits_0_within_the_deadline(slow, serve):
 
 def test_metrics_count_requests_and_tokens(server, small):
     before = server.metric("zhllama_generated_tokens_total")
-    server.client().completions.create(model=small[0].stem, prompt=PROMPT, max_tokens=5)
+    firsts = server.metric("zhllama_time_to_first_token_seconds_count")
+    prompts = server.metric("zhllama_prompt_tokens_total")
+    r = server.client().completions.create(model=small[0].stem, prompt=PROMPT, max_tokens=5)
     text = httpx.get(server.url + "/metrics").text
     assert server.metric("zhllama_generated_tokens_total") == before + 5
+    assert server.metric("zhllama_time_to_first_token_seconds_count") == firsts + 1
+    assert server.metric("zhllama_prompt_tokens_total") == prompts + r.usage.prompt_tokens
+    assert server.metric("zhllama_busy_slots") == 0 and server.metric("zhllama_queue_depth") == 0
     for name in ["zhllama_requests_total{endpoint=\"completions\"}", "zhllama_queue_depth",
                  "zhllama_busy_slots", "zhllama_slots 8", "zhllama_tokens_per_second",
                  "zhllama_time_to_first_token_seconds_bucket"]:  # fmt: skip
