@@ -16,11 +16,14 @@ setup:
 
 # setup, then build every Rust artifact in release: the zhllama-rs and zhllama-server binaries
 # (target/release/) and the zhllama_rs wheel (dist/, one abi3 wheel; setup already installed it,
-# and with it the venv's `zhllama-rs` command, which runs the same CLI code through the
-# extension). zhllama-server is not in the wheel yet: it is copied into .venv/bin beside zhllama-rs.
+# and with it the venv's `zhllama-rs` and `zhllama-server` commands, which run the same code as
+# the binaries through the extension).
 build: setup
+    # Until the wheel had it, this recipe copied the server binary into .venv/bin, which keeps
+    # uv from writing the wheel's script there: replace such a leftover copy once.
+    if [ -f {{bin}}/zhllama-server ] && [ "$(head -c 2 {{bin}}/zhllama-server)" != '#!' ]; then \
+        rm {{bin}}/zhllama-server && uv sync --locked --quiet --inexact --reinstall-package zhllama-rs; fi
     cargo build --release --workspace --exclude zhllama-py --quiet
-    install -m 755 target/release/zhllama-server {{bin}}/zhllama-server
     uv build --wheel --package zhllama-rs --out-dir dist --quiet
 
 # every check: lint, the Rust tests, then the Python tests against the built artifacts. The

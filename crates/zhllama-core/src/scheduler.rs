@@ -201,6 +201,16 @@ impl Scheduler {
         self.requests.len()
     }
 
+    /// Tokens a request has produced after its prompt so far (an EOS that ended it included),
+    /// `None` once its last update was returned or for an unknown id. A server reads it after
+    /// each step for its time-to-first-token and token counters.
+    pub fn generated_tokens(&self, id: RequestId) -> Option<usize> {
+        self.requests
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.generated)
+    }
+
     /// One batched forward over everything running; returns an update for every request that
     /// got text or ended. An error (out of memory for a KV cache) leaves every request as it
     /// was.

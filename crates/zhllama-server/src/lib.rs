@@ -6,13 +6,17 @@
 //!
 //! - [`routes`]: the HTTP surface (axum), validation through [`api`].
 //! - [`backend`]: the seam to the engine: a [`backend::Backend`] takes jobs and sends back
-//!   text pieces; today one worker thread serves them in arrival order; the core scheduler
-//!   (continuous batching) plugs in behind the same trait.
+//!   text pieces.
+//! - [`batching`]: the backend the server runs: continuous batching on the core scheduler,
+//!   one engine thread, `--parallel` slots, a bounded queue.
 //! - [`stop`]: stop-string matching across pieces.
 //! - [`metrics`]: counters, gauges and the time-to-first-token histogram.
+//! - [`cli`]: the command line (flags, exit codes), shared by the binary and the wheel.
 
 pub mod api;
 pub mod backend;
+pub mod batching;
+pub mod cli;
 pub mod metrics;
 pub mod routes;
 pub mod stop;
@@ -25,7 +29,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use zhllama_core::{Model, Quantize};
 
-use crate::backend::SerialBackend;
+use crate::batching::BatchingBackend;
 use crate::metrics::Metrics;
 use crate::routes::{AppState, Engine};
 
@@ -40,7 +44,7 @@ pub struct Options {
     pub host: String,
     /// Port (0 = any free one).
     pub port: u16,
-    /// Slots (reported; batching arrives with the scheduler).
+    /// Requests generated at once (continuous batching).
     pub parallel: usize,
     /// Engine threads (0 = physical cores).
     pub threads: usize,
@@ -48,7 +52,7 @@ pub struct Options {
     pub quantize: Quantize,
     /// Required bearer key.
     pub api_key: Option<String>,
-    /// Waiting jobs before 429.
+    /// Requests waiting for a slot before new ones get 429.
     pub max_queue: usize,
     /// After SIGINT/SIGTERM, how long in-flight requests may take before they are cut.
     pub drain: Duration,
@@ -129,7 +133,7 @@ fn load(opts: &Options, metrics: Arc<Metrics>) -> Result<Engine, String> {
         .file_stem()
         .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
     let seq_len = model.seq_len();
-    let backend = SerialBackend::start(model, opts.parallel, opts.max_queue, metrics);
+    let backend = BatchingBackend::start(model, opts.parallel, opts.max_queue, metrics)?;
     Ok(Engine {
         backend: Arc::new(backend),
         model_id,

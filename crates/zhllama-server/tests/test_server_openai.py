@@ -8,9 +8,9 @@ import json
 import os
 import signal
 import subprocess
-import sys
+import threading
 import time
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -18,100 +18,22 @@ import openai
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _binary(name: str) -> Path:
-    for p in (ROOT / ".venv" / "bin" / name, ROOT / "target" / "release" / name):
-        if p.exists():
-            return p
-    raise RuntimeError(f"{name} is not built: run `just build`")
-
-
-class Server:
-    """A running zhllama-server; `url` is its address."""
-
-    def __init__(self, model: Path, tok: Path, *args: str):
-        cmd = [str(_binary("zhllama-server")), str(model), "-z", str(tok), "--port", "0", *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        assert "listening on http://" in line, (line, self.proc.stderr.read())
-        self.url = line.split("listening on ")[1].strip()
-        deadline = time.monotonic() + 30
-        while httpx.get(self.url + "/health").status_code != 200:
-            assert time.monotonic() < deadline, "the model never loaded"
-            time.sleep(0.05)
-
-    def client(self, key: str = "none") -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0)
-
-    def metric(self, name: str) -> float:
-        for line in httpx.get(self.url + "/metrics").text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        raise KeyError(name)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
-
-
-def _model(d: Path, shape: str) -> tuple[Path, Path]:
-    m, t = d / f"{shape}.bin", d / f"tok-{shape}.bin"
-    gen = [sys.executable, str(ROOT / "tools" / "gen_random_checkpoint.py"), "--shape", shape]
-    subprocess.run([*gen, "-o", str(m), "--tokenizer-out", str(t)], check=True, capture_output=True)
-    return m, t
-
-
-@pytest.fixture(scope="module")
-def small(tmp_path_factory) -> tuple[Path, Path]:
-    """260K shape (seq_len 512): fast; a tokenizer of byte tokens and CJK characters."""
-    return _model(tmp_path_factory.mktemp("server"), "260K")
-
-
-@pytest.fixture(scope="module")
-def slow(tmp_path_factory) -> tuple[Path, Path]:
-    """15M shape on one thread: slow enough to be caught mid-story."""
-    return _model(tmp_path_factory.mktemp("server15m"), "15M")
-
-
-@pytest.fixture(scope="module")
-def server(small) -> Iterator[Server]:
-    s = Server(*small, "--threads", "1")
-    yield s
-    assert s.stop() == 0
-
-
-def zhllama_rs(model: Path, tok: Path, prompt: str, seed: int, t: float, p: float, n: int) -> str:
-    args = [str(_binary("zhllama-rs")), str(model), "-z", str(tok), "-i", prompt]
-    args += ["-s", str(seed), "-t", str(t), "-p", str(p), "-n", str(n)]
-    out = subprocess.run(args, capture_output=True, check=True).stdout.decode()
-    assert out.endswith("\n")
-    return out[:-1]
-
-
-def echo(server: Server, prompt: str) -> str:
-    """What zhllama-rs prints of the prompt itself: its tokens decoded."""
-    ids = httpx.post(server.url + "/tokenize", json={"content": prompt}).json()["tokens"]
-    return httpx.post(server.url + "/detokenize", json={"tokens": ids}).json()["content"]
-
-
 PROMPT = "从前有一只小猫"
 SEEDED = {"temperature": 1.0, "top_p": 0.9, "seed": 1234}
 
 
-def test_health_models_tokenize(server, small):
+def test_health_models_tokenize(server, small, binary, echo):
     assert httpx.get(server.url + "/health").json() == {"status": "ok"}
     assert [m.id for m in server.client().models.list()] == [small[0].stem]
     ids = httpx.post(server.url + "/tokenize", json={"content": PROMPT}).json()["tokens"]
-    cli = subprocess.run([str(_binary("zhllama-rs")), "-z", str(small[1]), "--tokenize",
+    cli = subprocess.run([str(binary("zhllama-rs")), "-z", str(small[1]), "--tokenize",
                           "-i", PROMPT], capture_output=True, text=True, check=True)  # fmt: skip
     assert ids == [int(x) for x in cli.stdout.split()]
     assert echo(server, PROMPT) == PROMPT
 
 
 @pytest.mark.parametrize("max_tokens", [1, 40])
-def test_seeded_completion_equals_zhllama_rs(server, small, max_tokens):
+def test_seeded_completion_equals_zhllama_rs(server, small, max_tokens, zhllama_rs, echo):
     r = server.client().completions.create(
         model=small[0].stem, prompt=PROMPT, max_tokens=max_tokens, **SEEDED
     )
@@ -146,7 +68,7 @@ def test_streaming_completion_is_the_plain_one_in_whole_characters(server, small
         json.loads(e[6:].decode("utf-8"))
 
 
-def test_chat_plain_and_streaming_equal_zhllama_rs_on_the_template(server, small):
+def test_chat_plain_and_streaming_equal_zhllama_rs_on_the_template(server, small, zhllama_rs, echo):
     system, user = "你是讲故事的人", "小狗在公园里"
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     client = server.client()
@@ -167,6 +89,76 @@ def test_chat_plain_and_streaming_equal_zhllama_rs_on_the_template(server, small
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert text == r.choices[0].message.content
     assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def _stream_text(client: openai.OpenAI, model: str, prompt: str, leave_after: int = 0, **kw):
+    """A streamed completion's text; `leave_after` > 0 closes the connection after that many
+    chunks (the client goes away)."""
+    stream = client.completions.create(model=model, prompt=prompt, stream=True, **kw)
+    text = ""
+    for n, chunk in enumerate(stream, 1):
+        text += chunk.choices[0].text
+        if n == leave_after:
+            stream.close()
+            break
+    return text
+
+
+def test_concurrent_streams_equal_each_request_alone_and_zhllama_rs(slow, serve, zhllama_rs, echo):
+    """Continuous batching keeps every seeded story exact: six streams at once (different
+    prompts, seeds, temperatures, one joining late, one leaving early) each equal the same
+    request served alone and `zhllama-rs` with that seed."""
+    s = serve(*slow, "--threads", "1", "--parallel", "4")
+    model = slow[0].stem
+    prompts = [
+        "从前有一只小猫",
+        "小狗在公园里跑",
+        "一",
+        "森林里住着一只会唱歌的小鸟，它每天早上",
+        "月亮",
+        "",
+    ]
+    reqs = [
+        {"prompt": p, "max_tokens": 60 + 10 * i, "temperature": [1.0, 0.8, 0.0][i % 3],
+         "top_p": 0.9, "seed": 100 + i}
+        for i, p in enumerate(prompts)
+    ]  # fmt: skip
+    busy: list[float] = []
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            busy.append(s.metric("zhllama_busy_slots"))
+            time.sleep(0.01)
+
+    try:
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        clients = [s.client() for _ in range(len(reqs) + 1)]
+        with ThreadPoolExecutor(len(reqs) + 1) as pool:
+            together = [
+                pool.submit(_stream_text, c, model, **r)
+                for c, r in zip(clients, reqs[:-1], strict=False)
+            ]
+            leaver = pool.submit(_stream_text, clients[-2], model, leave_after=3, **reqs[0])
+            time.sleep(0.2)  # the last one joins a running batch
+            together.append(pool.submit(_stream_text, clients[-1], model, **reqs[-1]))
+            texts = [f.result(timeout=120) for f in together]
+            leaver.result(timeout=120)
+        done.set()
+        watcher.join()
+        assert max(busy) >= 2, "the streams never ran together"
+        alone = [_stream_text(s.client(), model, **r) for r in reqs]
+        assert texts == alone
+        for r, text in zip(reqs, texts, strict=True):
+            usage = s.client().completions.create(model=model, **r).usage
+            steps = usage.prompt_tokens - 1 + r["max_tokens"]
+            expected = zhllama_rs(*slow, r["prompt"], r["seed"], r["temperature"], 0.9, steps)
+            assert echo(s, r["prompt"]) + text == expected, r
+        assert s.metric("zhllama_busy_slots") == 0
+    finally:
+        done.set()
+        assert s.stop() == 0
 
 
 def test_stop_strings_end_the_text_before_them(server, small):
@@ -222,8 +214,8 @@ def test_errors_arrive_as_the_clients_exception_types(server, small):
     assert client.completions.create(model=small[0].stem, prompt="x", max_tokens=2).choices
 
 
-def test_api_key(small):
-    s = Server(*small, "--api-key", "sekrit")
+def test_api_key(small, serve):
+    s = serve(*small, "--api-key", "sekrit")
     try:
         with pytest.raises(openai.AuthenticationError):
             s.client("wrong").completions.create(model=small[0].stem, prompt="x", max_tokens=1)
@@ -234,26 +226,37 @@ def test_api_key(small):
         assert s.stop() == 0
 
 
-def test_queue_full_is_429_with_retry_after(slow):
-    s = Server(*slow, "--threads", "1", "--max-queue", "1")
+def test_queue_full_is_429_with_retry_after(slow, serve):
+    s = serve(*slow, "--threads", "1", "--parallel", "2", "--max-queue", "1")
     body = {"prompt": "从前", "max_tokens": 250, "stream": True, "temperature": 0}
+    url = s.url + "/v1/completions"
     try:
-        with httpx.stream("POST", s.url + "/v1/completions", json=body, timeout=60) as running:
-            # keep the iterator: dropping it closes the connection (and cancels the job)
-            lines = running.iter_lines()
-            next(lines)  # the worker is busy with this one
-            with httpx.stream("POST", s.url + "/v1/completions", json=body, timeout=60) as queued:
+        # two streams fill both slots, a third waits in the queue, a fourth is refused
+        with (
+            httpx.stream("POST", url, json=body, timeout=60) as a,
+            httpx.stream("POST", url, json=body, timeout=60) as b,
+        ):
+            # keep the iterators: dropping one closes its connection (and cancels its job)
+            lines = [a.iter_lines(), b.iter_lines()]
+            for it in lines:
+                next(it)
+            with httpx.stream("POST", url, json=body, timeout=60) as queued:
                 assert queued.status_code == 200
+                deadline = time.monotonic() + 10
+                while s.metric("zhllama_queue_depth") < 1:
+                    assert time.monotonic() < deadline, "the third request never queued"
+                    time.sleep(0.02)
                 with pytest.raises(openai.RateLimitError) as e:
                     s.client().completions.create(model=slow[0].stem, prompt="x", max_tokens=1)
                 assert e.value.response.headers["retry-after"] == "1"
                 assert s.metric("zhllama_queue_depth") == 1
+                assert s.metric("zhllama_busy_slots") == 2
     finally:
         assert s.stop() == 0
 
 
-def test_a_client_that_leaves_frees_the_worker(slow):
-    s = Server(*slow, "--threads", "1")
+def test_a_client_that_leaves_frees_the_worker(slow, serve):
+    s = serve(*slow, "--threads", "1")
     body = {"prompt": "从前", "max_tokens": 250, "stream": True, "temperature": 0}
     try:
         with httpx.stream("POST", s.url + "/v1/completions", json=body, timeout=60) as r:
@@ -273,8 +276,8 @@ def test_a_client_that_leaves_frees_the_worker(slow):
         assert s.stop() == 0
 
 
-def test_sigterm_mid_stream_exits_0_within_the_deadline(slow):
-    s = Server(*slow, "--threads", "1", "--drain-seconds", "1")
+def test_sigterm_mid_stream_exits_0_within_the_deadline(slow, serve):
+    s = serve(*slow, "--threads", "1", "--drain-seconds", "1")
     body = {"prompt": "从前", "max_tokens": 250, "stream": True, "temperature": 0}
     with httpx.stream("POST", s.url + "/v1/completions", json=body, timeout=60) as r:
         lines = r.iter_lines()
@@ -287,19 +290,45 @@ def test_sigterm_mid_stream_exits_0_within_the_deadline(slow):
 
 def test_metrics_count_requests_and_tokens(server, small):
     before = server.metric("zhllama_generated_tokens_total")
-    server.client().completions.create(model=small[0].stem, prompt=PROMPT, max_tokens=5)
+    firsts = server.metric("zhllama_time_to_first_token_seconds_count")
+    prompts = server.metric("zhllama_prompt_tokens_total")
+    r = server.client().completions.create(model=small[0].stem, prompt=PROMPT, max_tokens=5)
     text = httpx.get(server.url + "/metrics").text
     assert server.metric("zhllama_generated_tokens_total") == before + 5
+    assert server.metric("zhllama_time_to_first_token_seconds_count") == firsts + 1
+    assert server.metric("zhllama_prompt_tokens_total") == prompts + r.usage.prompt_tokens
+    assert server.metric("zhllama_busy_slots") == 0 and server.metric("zhllama_queue_depth") == 0
     for name in ["zhllama_requests_total{endpoint=\"completions\"}", "zhllama_queue_depth",
                  "zhllama_busy_slots", "zhllama_slots 8", "zhllama_tokens_per_second",
                  "zhllama_time_to_first_token_seconds_bucket"]:  # fmt: skip
         assert name in text, name
 
 
-def test_a_bad_checkpoint_is_one_line_and_status_1(tmp_path, small):
+def test_the_wheels_command_and_the_binary_serve_the_same(server, small, serve):
+    """`.venv/bin/zhllama-server` (the wheel's script, through the extension) and the release
+    binary run the same library: the same seeded text, the same help."""
+    binary = ROOT / "target" / "release" / "zhllama-server"
+    if not binary.exists():
+        pytest.skip("no release binary: run `just build`")
+    other = serve(*small, "--threads", "1", exe=binary)
+    body = {"model": small[0].stem, "prompt": PROMPT, "max_tokens": 30, **SEEDED}
+    texts = [
+        httpx.post(s.url + "/v1/completions", json=body).json()["choices"][0]["text"]
+        for s in (server, other)
+    ]
+    assert texts[0] == texts[1] and texts[0]
+    venv = ROOT / ".venv" / "bin" / "zhllama-server"
+    helps = [
+        subprocess.run([str(e), "--help"], capture_output=True, text=True) for e in (venv, binary)
+    ]
+    assert helps[0].returncode == helps[1].returncode == 0
+    assert helps[0].stdout == helps[1].stdout and "--parallel" in helps[0].stdout
+
+
+def test_a_bad_checkpoint_is_one_line_and_status_1(tmp_path, small, binary):
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"\0" * 10)
-    r = subprocess.run([str(_binary("zhllama-server")), str(bad), "-z", str(small[1]),
+    r = subprocess.run([str(binary("zhllama-server")), str(bad), "-z", str(small[1]),
                         "--port", "0"], capture_output=True, text=True, timeout=30)  # fmt: skip
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()

@@ -1,7 +1,9 @@
-"""The `zhllama-rs` command of the wheel: `python -m zhllama_rs ...` or `zhllama-rs ...`.
+"""The commands of the wheel: `zhllama-rs ...` (or `python -m zhllama_rs ...`) and
+`zhllama-server ...`.
 
-It runs the Rust CLI (the zhllama-cli library, compiled into the extension) on this
-process's stdin/stdout/stderr, so output and exit codes are the native binary's.
+Each runs the Rust command's library (zhllama-cli, zhllama-server, compiled into the
+extension) on this process's stdin/stdout/stderr, so output and exit codes are the native
+binaries'.
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ def main() -> None:
 
     # A fixed program name: clap prints it in usage and errors, as the binary does.
     raise SystemExit(run_cli(["zhllama-rs", *sys.argv[1:]]))
+
+
+def server() -> None:
+    # The server handles SIGINT and SIGTERM itself (it drains in-flight streams, then exits 0);
+    # Python's SIGINT handler would only set a flag and raise KeyboardInterrupt afterwards.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    from zhllama_rs._native import run_server
+
+    raise SystemExit(run_server(["zhllama-server", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ __all__ = [
     "causal_attention_backward_f32",
     "causal_attention_forward_f32",
     "run_cli",
+    "run_server",
     "__version__",
 ]
 
@@ -161,6 +162,7 @@ class Model:
     def reset(self) -> None: ...
 
 def run_cli(argv: list[str]) -> int: ...
+def run_server(argv: list[str]) -> int: ...
 def causal_attention_forward_f32(
     q: npt.NDArray[np.float32],
     k: npt.NDArray[np.float32],
