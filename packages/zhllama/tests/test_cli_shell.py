@@ -41,6 +41,24 @@ def test_usage_errors_exit_2_without_traceback(capsys):
     assert "Invalid value" in capsys.readouterr().err
 
 
+def test_the_shell_runs_without_the_click_package():
+    """typer 0.29 vendors click and no longer depends on it, so a fresh install may lack it: the
+    shell must not import it (here it is made unimportable in a fresh interpreter)."""
+    code = (
+        "import sys\n"
+        "class NoClick:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'click' or name.startswith('click.'):\n"
+        "            raise ImportError('no click here')\n"
+        "sys.meta_path.insert(0, NoClick())\n"
+        "from zhllama.cli import main\n"
+        "sys.exit(main(['no-such-command']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "No such command" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_long_errors_are_not_wrapped(capsys):
     path = "a-very-long-folder-name/" * 6 + "model.bin"
     assert main(["sample", path]) == 1

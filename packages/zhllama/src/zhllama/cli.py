@@ -7,12 +7,12 @@ Errors a user can cause are one red line on stderr and exit code 1, never a trac
 
 from __future__ import annotations
 
+import importlib
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -164,19 +164,21 @@ _add_package_commands()
 
 
 def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
-    """(exit, abort, usage-error) exception types: click's, and those of the copy of click that
-    newer typer versions vendor as `typer._click` (not subclasses of click's)."""
-    exits: list[type] = [click.exceptions.Exit, typer.Exit]
-    aborts: list[type] = [click.exceptions.Abort, typer.Abort]
-    errors: list[type] = [click.ClickException]
-    try:
-        from typer._click import exceptions as vendored
-
-        exits.append(getattr(vendored, "Exit", typer.Exit))
-        aborts.append(getattr(vendored, "Abort", typer.Abort))
-        errors.append(vendored.ClickException)
-    except ImportError:
-        pass
+    """(exit, abort, usage-error) exception types of whichever click typer runs on: the copy
+    that typer 0.29+ vendors as `typer._click`, or the click package older typers depend on.
+    Neither is imported unconditionally: typer 0.29 no longer depends on click, so a fresh
+    install may not have it."""
+    exits: list[type] = [typer.Exit]
+    aborts: list[type] = [typer.Abort]
+    errors: list[type] = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found = importlib.import_module(name)
+        except ImportError:
+            continue
+        exits.append(getattr(found, "Exit", typer.Exit))
+        aborts.append(getattr(found, "Abort", typer.Abort))
+        errors.append(found.ClickException)
     return tuple(exits), tuple(aborts), tuple(errors)
 
 
