@@ -222,3 +222,37 @@ def test_held_out_file_is_the_validation_split(model, tmp_path):
     for split, name in (("val", "data00_zh.jsonl"), ("train", "data01_zh.jsonl")):
         texts = [sp.decode(s[1:-1].tolist()) for s in split_stories(stream(ss, split))]
         assert texts == files[name]
+
+
+def test_manifest_records_the_hub_commit_and_a_resume_keeps_to_it(model, tmp_path):
+    """tinystories-zh read from the hub cache (offline; the cache is laid out here as
+    huggingface_hub keeps it): the manifest names the commit read, and when the cache's `main`
+    has moved on, finishing those shards is refused (it would mix two versions)."""
+    import io
+    import tarfile
+
+    repo = tmp_path / "cache" / "datasets--adam89--TinyStoriesChinese"
+    commits = ["1" * 40, "2" * 40]
+    for n, commit in enumerate(commits):
+        folder = repo / "snapshots" / commit
+        folder.mkdir(parents=True)
+        lines = [json.dumps({"story_zh": f"从前，有一只小猫{i}号。"}) for i in range(4 + n)]
+        data = ("\n".join(lines) + "\n").encode()
+        with tarfile.open(folder / "TinyStories_all_data_zh.tar.gz", "w:gz") as tar:
+            info = tarfile.TarInfo("data00_zh.jsonl")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commits[0])
+    settings = {"cache_dir": str(tmp_path / "cache"), "offline": True}
+    out = tmp_path / "shards"
+    pretokenize("tinystories-zh", model, out, opts(source_settings=settings))
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["source_revision"] == commits[0]
+
+    # an unfinished folder (as after a kill), then the hub's main moves to the second commit
+    manifest["complete"] = False
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    (repo / "refs" / "main").write_text(commits[1])
+    with pytest.raises(ZhllamaError, match=f"revision {commits[0]}.*now reads {commits[1]}"):
+        pretokenize("tinystories-zh", model, out, opts(source_settings=settings))

@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from zhllama.atomic import atomic_write_json
-from zhllama.contracts import HeldOutSource, RandomAccessSource, Source, Tokenizer
+from zhllama.contracts import (
+    HeldOutSource,
+    RandomAccessSource,
+    Source,
+    Tokenizer,
+    VersionedSource,
+)
 from zhllama.errors import ZhllamaError
 from zhllama.registry import get_registry
 
@@ -219,6 +225,7 @@ def _manifest(
     model: Path,
     out: Path,
     source: str,
+    revision: str | None,
     opts: PretokenizeOptions,
     writers: dict,
     complete: bool,
@@ -236,6 +243,7 @@ def _manifest(
         "tokenizer": str(Path(model).resolve()),
         "tokenizer_relative": os.path.relpath(Path(model).resolve(), Path(out).resolve()),
         "source": source,
+        "source_revision": revision,
         "shards": {s: list(w.files) for s, w in writers.items()},
         "counts": {s: {"stories": w.stories, "tokens": w.tokens} for s, w in writers.items()},
         "complete": complete,
@@ -244,7 +252,9 @@ def _manifest(
     }
 
 
-def _resume_state(out: Path, tok: Tokenizer, source: str, opts: PretokenizeOptions) -> dict | None:
+def _resume_state(
+    out: Path, tok: Tokenizer, source: str, revision: str | None, opts: PretokenizeOptions
+) -> dict | None:
     if not (out / MANIFEST).exists():
         return None
     old = read_manifest(out)
@@ -259,6 +269,13 @@ def _resume_state(out: Path, tok: Tokenizer, source: str, opts: PretokenizeOptio
         raise ZhllamaError(
             f"{where}: these shards were made from {old.get('source')!r} with other settings "
             f"({old.get('settings')}); use a new --out folder or delete this one"
+        )
+    # (a manifest of an earlier release has no source_revision: nothing to compare)
+    if "source_revision" in old and old["source_revision"] != revision:
+        raise ZhllamaError(
+            f"{where}: these shards were made from revision {old.get('source_revision')} of "
+            f"{source!r}, which now reads {revision}; finishing them would mix two versions of "
+            "the corpus: use a new --out folder or delete this one"
         )
     return old
 
@@ -313,13 +330,14 @@ def pretokenize(
     model = Path(model)
     tok: Tokenizer = registry.create("tokenizers", opts.tokenizer_component, model=model)
     source: Source = registry.create("sources", source_name, **opts.source_settings)
+    revision = source.revision() if isinstance(source, VersionedSource) else None
     if opts.val_stories is None and isinstance(source, HeldOutSource):
         # the source's own validation split (recorded in the manifest's settings like a user's)
         held_out = source.val_stories()
         if held_out is not None:
             opts = replace(opts, val_stories=held_out)
     out = Path(out)
-    old = _resume_state(out, tok, source_name, opts)
+    old = _resume_state(out, tok, source_name, revision, opts)
     if old is not None and old.get("complete"):
         console.print(f"{out}: already complete, nothing to do")
         return old
@@ -334,7 +352,7 @@ def pretokenize(
         console.print(f"resuming: {', '.join(f'{s} from story {n:,}' for s, n in skip.items())}")
 
     def save(complete: bool) -> dict[str, Any]:
-        manifest = _manifest(tok, model, out, source_name, opts, writers, complete)
+        manifest = _manifest(tok, model, out, source_name, revision, opts, writers, complete)
         atomic_write_json(out / MANIFEST, manifest)
         return manifest
 

@@ -5,8 +5,8 @@ dataclass). The registry calls the factory with the config built from the user's
 what the factory returns must follow the Protocol of its kind below. Stages and CLIs call only
 what these Protocols declare, so any plug-in that follows them works everywhere a built-in does.
 
-- `zhllama.sources` → `Source` (also `RandomAccessSource`, `HeldOutSource`): tokenizer train,
-  `zhllama data …`
+- `zhllama.sources` → `Source` (also `RandomAccessSource`, `HeldOutSource`, `VersionedSource`):
+  tokenizer train, `zhllama data …`
 - `zhllama.tokenizers` → `Tokenizer`: pretokenize (each worker process makes its own)
 - `zhllama.presets` → `Preset`: `zhllama train size=NAME`
 - `zhllama.exporters` → `Exporter`: `zhllama export`, the trainer's model.bin
@@ -52,6 +52,15 @@ class HeldOutSource(Source, Protocol):
     None when it holds none out. Pretokenize uses it unless the user sets `val_stories`."""
 
     def val_stories(self) -> int | None: ...
+
+
+@runtime_checkable
+class VersionedSource(Source, Protocol):
+    """A source that can say exactly which version of its corpus it reads (a hub commit, say):
+    `revision()` is that version, or None when it cannot tell. Pretokenize records it in the
+    manifest as `source_revision` and refuses to resume shards made from another version."""
+
+    def revision(self) -> str | None: ...
 
 
 # -- zhllama.tokenizers ------------------------------------------------------------------------

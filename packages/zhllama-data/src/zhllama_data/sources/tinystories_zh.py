@@ -2,7 +2,9 @@
 
 The dataset repo is fetched with huggingface_hub's `snapshot_download` into its usual cache (or
 `cache_dir`), with its progress bars; an interrupted download resumes where it stopped, and a
-finished one is not fetched again. `revision` pins a branch, tag or commit. Only data files are
+finished one is not fetched again. `revision` pins a branch, tag or commit; whatever was asked
+for, `revision()` says which commit was read (the hub cache keeps each commit's files in
+`snapshots/<commit>/`), and pretokenize records it in the manifest. Only data files are
 fetched (.jsonl/.json/.parquet and .tar.gz archives of them); the stories are streamed straight
 out of them (an archive is never unpacked) from the `story_zh` field.
 
@@ -19,6 +21,7 @@ are, which pretokenize takes as its validation split (zhllama.contracts.HeldOutS
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +42,8 @@ REPO_ID = "adam89/TinyStoriesChinese"
 ALLOW_PATTERNS = [f"*{s}" for s in DATA_SUFFIXES] + ["*.jsonl.gz", "*.json.gz"]
 # Hub metadata files that are JSON but not stories.
 METADATA_FILES = ("dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json")
+# huggingface_hub's cache holds a commit's files in …/snapshots/<40-hex commit>/
+SNAPSHOT_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass
@@ -106,6 +111,15 @@ class TinyStoriesZhSource:
                 "the setting local_dir=DIR"
             ) from None
         return Path(path)  # type: ignore[arg-type]
+
+    def revision(self) -> str | None:
+        """The hub commit these files are from: the snapshot folder's name when the folder is
+        one of the hub cache's snapshots, else the `revision` the user set (a local copy says
+        nothing of its own), else None."""
+        folder = self.folder().resolve()
+        if folder.parent.name == "snapshots" and SNAPSHOT_COMMIT.fullmatch(folder.name):
+            return folder.name
+        return self.config.revision
 
     def files(self) -> list[Path]:
         return list_files(self.folder(), DATA_SUFFIXES, skip=METADATA_FILES)
