@@ -3,7 +3,7 @@
 //! products (the speed-up a batch buys). `cargo run --release -p zhllama-kernels --example
 //! batch_bench` (`ZHLLAMA_SIMD=avx2` or `portable` caps the kernels for an A/B).
 use std::time::{Duration, Instant};
-use zhllama_kernels::{matmul, matmul_batch, simd_level, BatchInput, MatRef, QuantVec};
+use zhllama_kernels::{matmul, matmul_batch, simd_level, BatchInput, MatRef, PackedQ8, QuantVec};
 
 /// Seconds per call: the best of a few timed rounds of at least 50 ms each.
 fn time(mut f: impl FnMut()) -> f64 {
@@ -36,18 +36,10 @@ fn main() {
             .collect();
         let gs = if cols % 64 == 0 { 64 } else { 32 };
         let wq = QuantVec::new(&w, gs);
+        let packed = PackedQ8::new(&wq.q, &wq.s, rows, cols, gs).expect("gs is 32 or 64");
         let mats = [
             ("f32 ", MatRef::F32 { w: &w, rows, cols }),
-            (
-                "int8",
-                MatRef::Q8 {
-                    q: &wq.q,
-                    s: &wq.s,
-                    rows,
-                    cols,
-                    gs,
-                },
-            ),
+            ("int8", MatRef::packed(&packed)),
         ];
         for (name, m) in mats {
             let mut line = format!("{rows:>6}x{cols:<5} {name} GMAC/s, n: batched (one at a time)");

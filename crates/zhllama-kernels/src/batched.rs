@@ -1,14 +1,15 @@
 //! Matrix × several vectors: the batched forward's products, bit-identical to the one-vector
 //! kernels of [`crate::matmul`].
 //!
-//! The kernels ([`f32`](mod@f32), [`q8`]) are register-blocked: a block of 4 rows meets a
-//! group of vectors at once, each chunk of weights loaded into a register once for all of
-//! them. Exactness is by construction: every output element `(vector v, row r)` is summed with
-//! the lanes, chunk order, partial sums and final reduction of the one-vector row kernel
-//! ([`crate::f32_rows`] / [`crate::q8_rows`]) on a slice of rows that starts at a multiple of
-//! 4 — which is what the one-vector product hands it — whatever the batch, the chunk or the
-//! thread count (each kernel's doc says how). Without AVX2 (or for int8 group sizes that are
-//! not a multiple of 32), and for a single vector, the one-vector kernels run per vector.
+//! The f32 kernels ([`f32`](mod@f32)) are register-blocked: a block of 4 rows meets a group
+//! of vectors at once, each chunk of weights loaded into a register once for all of them.
+//! Exactness is by construction: every output element `(vector v, row r)` is summed with the
+//! lanes, chunk order, partial sums and final reduction of the one-vector row kernel
+//! ([`crate::f32_rows`]) on a slice of rows that starts at a multiple of 4 — which is what the
+//! one-vector product hands it — whatever the batch, the chunk or the thread count (the
+//! module's doc says how). Packed int8 matrices run the packed kernels ([`crate::packed`]),
+//! which take several vectors by design and whose arithmetic is fixed per output. Without
+//! AVX2, for row-major int8, and for a single f32 vector, the one-vector kernels run per vector.
 //!
 //! Speed also comes from the order of the loops: rows are walked in panels that stay in L2,
 //! each panel meets the vectors in blocks that stay in L2 too. So each weight comes from
@@ -17,12 +18,12 @@
 //! one-vector `matmul` does.
 
 mod f32;
-mod q8;
 
 use rayon::prelude::*;
 
-use crate::dispatch::{have_avx2_fma, have_avx512f, simd_level, Simd};
+use crate::dispatch::{have_avx2_fma, have_avx512f};
 use crate::int8::{q8_rows_of, quantize_activations};
+use crate::packed::{self, BLOCK_ROWS};
 use crate::{f32_rows, MatRef};
 
 /// Several input vectors of one product, `(n, cols)` row-major, and their int8 groups when the
@@ -87,6 +88,7 @@ fn row_bytes(w: &MatRef<'_>) -> usize {
     match w {
         MatRef::F32 { cols, .. } => 4 * cols,
         MatRef::Q8 { cols, gs, .. } => cols + 4 * (cols / gs),
+        MatRef::Q8Packed { p, .. } => p.row_bytes(),
     }
 }
 
@@ -98,14 +100,15 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
-/// Rows `r0..r1` (r0 a multiple of 4) of `w` times every vector of `x`, into
-/// `out[v * rows + r]`.
+/// Rows `r0..r1` (r0 a multiple of the matrix's row block) of `w` times every vector of `x`,
+/// into `out[v * rows + r]`.
 ///
 /// # Safety
 /// `out` must point to `n * rows` floats, and no one else may touch rows `r0..r1` meanwhile.
 unsafe fn rows_all_vectors(w: &MatRef<'_>, x: &BatchInput<'_>, r0: usize, r1: usize, out: OutPtr) {
     let rows = w.rows();
-    let panel = (PANEL_BYTES / row_bytes(w).max(1) / 4 * 4).max(4);
+    let align = w.row_align();
+    let panel = (PANEL_BYTES / row_bytes(w).max(1) / align * align).max(align);
     let vblock = (XBLOCK_BYTES / (4 * x.cols).max(1)).max(1);
     // panel of rows (in L2) × block of vectors (in L2), register blocks inside: the weights
     // come from memory once, the vectors from L2/L3 once per panel.
@@ -119,7 +122,7 @@ unsafe fn rows_all_vectors(w: &MatRef<'_>, x: &BatchInput<'_>, r0: usize, r1: us
     }
 }
 
-/// Rows `r` (r.start a multiple of 4) of `w` times vectors `v`, into `out[(v - v.start) *
+/// Rows `r` (r.start a multiple of the row block) of `w` times vectors `v`, into `out[(v - v.start) *
 /// rows + row]`, by the best kernel for this CPU.
 ///
 /// # Safety
@@ -168,51 +171,58 @@ unsafe fn block(
             }
         }
         MatRef::Q8 { q, s, gs, .. } => {
+            // row-major int8 (group sizes the packed kernels do not take): one vector at a time
             let ng = cols / gs;
             let (wq, ws) = (&q[r.start * cols..], &s[r.start * ng..]);
-            let Some(xq) = x.q.as_ref().filter(|xq| xq.gs == gs) else {
-                // not quantized for this group size (never the case inside one model)
-                let again = BatchInput::new(&x.xs[v.start * cols..v.end * cols], v.len(), Some(gs));
-                let out = out.sub(r.start);
-                return block(w, &again, r, 0..v.len(), out, prefetch);
-            };
-            let (xq, xs) = (
-                &xq.q[v.start * cols..v.end * cols],
-                &xq.s[v.start * ng..v.end * ng],
-            );
-            if v.len() == 1 {
-                // one vector: the one-vector kernel itself (its accumulators suit one best)
-                let o = std::slice::from_raw_parts_mut(out, r.len());
-                return q8_rows_of(wq, ws, cols, gs, xq, xs, o);
-            }
-            #[cfg(target_arch = "x86_64")]
-            if gs.is_multiple_of(32) && simd_level() != Simd::None {
-                let p = q8::QPanel {
-                    q: xq.as_ptr(),
-                    ldq: cols,
-                    s: xs.as_ptr(),
-                    lds: ng,
-                    n: v.len(),
-                    out,
-                    ldo: rows,
-                };
-                // SAFETY: the CPU has the features (checked); gs % 32 == 0; wq and ws hold
-                // r.len() rows; p's vectors lie in x and its outputs in out.
-                if have_avx512f() {
-                    q8::vnni512::rows(wq, ws, r.len(), cols, gs, p, prefetch);
-                } else if simd_level() == Simd::Vnni {
-                    q8::vnni::rows(wq, ws, r.len(), cols, gs, p, prefetch);
-                } else {
-                    q8::avx2::rows(wq, ws, r.len(), cols, gs, p, prefetch);
+            let again;
+            let xq = match x.q.as_ref().filter(|xq| xq.gs == gs) {
+                Some(xq) => xq,
+                None => {
+                    again = requantized(x, gs);
+                    &again
                 }
-                return;
-            }
+            };
             let mut o = vec![0.0f32; r.len()];
-            for (i, (xq, xs)) in xq.chunks_exact(cols).zip(xs.chunks_exact(ng)).enumerate() {
-                q8_rows_of(wq, ws, cols, gs, xq, xs, &mut o);
-                std::ptr::copy_nonoverlapping(o.as_ptr(), out.add(i * rows), o.len());
+            for i in v.clone() {
+                let (q, s) = (&xq.q[i * cols..(i + 1) * cols], &xq.s[i * ng..(i + 1) * ng]);
+                q8_rows_of(wq, ws, cols, gs, q, s, &mut o);
+                let at = out.add((i - v.start) * rows);
+                std::ptr::copy_nonoverlapping(o.as_ptr(), at, o.len());
             }
         }
+        MatRef::Q8Packed { p, r0, .. } => {
+            let gs = p.group_size();
+            let ng = cols / gs;
+            let again;
+            let xq = match x.q.as_ref().filter(|xq| xq.gs == gs) {
+                Some(xq) => xq,
+                None => {
+                    again = requantized(x, gs);
+                    &again
+                }
+            };
+            let xp = packed::Xq {
+                q: xq.q.as_ptr().add(v.start * cols),
+                ldq: cols,
+                s: xq.s.as_ptr().add(v.start * ng),
+                lds: ng,
+                n: v.len(),
+            };
+            let (a, b) = (r0 + r.start, r0 + r.end);
+            debug_assert!(a.is_multiple_of(BLOCK_ROWS));
+            // SAFETY: xp's vectors lie in x; out holds rows r of these vectors (the caller's
+            // promise), which the kernel writes at out[v * rows + row - a].
+            packed::product(p, a, b, xp, out, rows);
+        }
+    }
+}
+
+/// `x` quantized in groups of `gs` (never needed inside one model, whose matrices share one
+/// group size).
+fn requantized(x: &BatchInput<'_>, gs: usize) -> Quantized {
+    match BatchInput::new(x.xs, x.n, Some(gs)).q {
+        Some(q) => q,
+        None => unreachable!("a group size was given"),
     }
 }
 
@@ -225,11 +235,12 @@ pub fn matmul_batch(out: &mut [f32], x: &BatchInput<'_>, w: MatRef<'_>, threads:
     }
     assert!(out.len() >= x.n * rows && x.cols == cols);
     let ptr = OutPtr(out.as_mut_ptr());
-    // Blocks: a multiple of 4 (the kernels' row block), about four per thread, and enough
-    // work per block to be worth a task.
+    // Blocks: a multiple of the kernels' row block, about four per thread, and enough work
+    // per block to be worth a task.
     let per_task = rows.div_ceil(threads.max(1) * 4);
     let min_rows = (16384 / (cols * x.n.max(1)).max(1)).max(1);
-    let bs = per_task.max(min_rows).div_ceil(4) * 4;
+    let align = w.row_align();
+    let bs = per_task.max(min_rows).div_ceil(align) * align;
     if threads <= 1 || bs >= rows {
         // SAFETY: out holds n * rows floats (asserted) and this is the only writer.
         unsafe { rows_all_vectors(&w, x, 0, rows, ptr) };
@@ -260,24 +271,29 @@ mod tests {
         for &(rows, cols, gs) in &[(5, 16, 16), (37, 288, 32), (130, 768, 64), (67, 172, 4)] {
             let wf = values(rows * cols, 1);
             let wq = QuantVec::new(&wf, gs);
+            let packed = crate::PackedQ8::new(&wq.q, &wq.s, rows, cols, gs).unwrap();
+            let q8 = MatRef::Q8 {
+                q: &wq.q,
+                s: &wq.s,
+                rows,
+                cols,
+                gs,
+            };
             let mats = [
                 MatRef::F32 { w: &wf, rows, cols },
-                MatRef::Q8 {
-                    q: &wq.q,
-                    s: &wq.s,
-                    rows,
-                    cols,
-                    gs,
-                },
+                q8,
+                MatRef::packed(&packed),
             ];
             for n in [1, 3, 8, 45] {
                 let xs = values(n * cols, n + 7);
                 for w in mats {
+                    // int8: the row-major one-vector product, for the packed matrix too
+                    let one = if w.group_size().is_some() { q8 } else { w };
                     let want: Vec<f32> = xs
                         .chunks_exact(cols)
                         .flat_map(|x| {
                             let mut o = vec![0.0; rows];
-                            crate::matmul(&mut o, x, w, 1);
+                            crate::matmul(&mut o, x, one, 1);
                             o
                         })
                         .collect();
@@ -366,70 +382,6 @@ mod kernel_tests {
                             // SAFETY: features checked; w, xs and got have the sizes given.
                             unsafe { kernel(&w, rows, cols, p, prefetch) };
                             assert!(same(&got, &want), "{name} {rows}x{cols} n {n}");
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn int8_kernels_equal_the_one_vector_kernels_exactly() {
-        let vnni = simd_level() == Simd::Vnni;
-        if !have_avx2_fma() {
-            eprintln!("skipped: no AVX2+FMA on this CPU");
-            return;
-        }
-        for (cols, gs) in [
-            (32, 32),
-            (64, 32),
-            (288, 32),
-            (768, 64),
-            (1376, 32),
-            (256, 128),
-        ] {
-            for rows in [1, 3, 4, 6, 9, 37] {
-                let wq = crate::QuantVec::new(&values(rows * cols, cols as u64), gs);
-                for n in [1, 2, 3, 4, 5, 7, 8, 11] {
-                    let xs = values(n * cols, (n * 17 + rows) as u64);
-                    let input = BatchInput::new(&xs, n, Some(gs));
-                    let xq = input.q.as_ref().unwrap();
-                    type One = unsafe fn(&[i8], &[f32], usize, usize, &[i8], &[f32], &mut [f32]);
-                    type Multi = unsafe fn(&[i8], &[f32], usize, usize, usize, q8::QPanel, bool);
-                    let mut kernels: Vec<(&str, One, Multi)> =
-                        vec![("avx2", crate::int8::q8_avx2::q8_rows, q8::avx2::rows)];
-                    if vnni {
-                        kernels.push(("vnni", crate::int8::q8_vnni::q8_rows, q8::vnni::rows));
-                        if std::arch::is_x86_feature_detected!("avx512f") {
-                            let one = crate::int8::q8_vnni::q8_rows;
-                            kernels.push(("vnni512", one, q8::vnni512::rows));
-                        }
-                    }
-                    let ng = cols / gs;
-                    for (name, one, multi) in kernels {
-                        let mut want = vec![0.0f32; n * rows];
-                        for (v, o) in want.chunks_exact_mut(rows).enumerate() {
-                            let (q, s) = (&xq.q[v * cols..], &xq.s[v * ng..(v + 1) * ng]);
-                            // SAFETY: features checked; sizes match; gs % 32 == 0.
-                            unsafe { one(&wq.q, &wq.s, cols, gs, q, s, o) };
-                            // and the quantization is the one-vector product's
-                            let alone = crate::QuantVec::new(&xs[v * cols..(v + 1) * cols], gs);
-                            assert_eq!((&alone.q[..], &alone.s[..]), (&q[..cols], s));
-                        }
-                        for prefetch in [false, true] {
-                            let mut got = vec![f32::NAN; n * rows];
-                            let p = q8::QPanel {
-                                q: xq.q.as_ptr(),
-                                ldq: cols,
-                                s: xq.s.as_ptr(),
-                                lds: ng,
-                                n,
-                                out: got.as_mut_ptr(),
-                                ldo: rows,
-                            };
-                            // SAFETY: as above.
-                            unsafe { multi(&wq.q, &wq.s, rows, cols, gs, p, prefetch) };
-                            assert!(same(&got, &want), "{name} {rows}x{cols} gs {gs} n {n}");
                         }
                     }
                 }

@@ -1,12 +1,10 @@
-//! int8 matrices (FORMATS.md §1.3): group quantization, and the row kernel that multiplies an
-//! int8 matrix by a quantized vector. The input vector is quantized once per product in the
-//! matrix's groups (`scale = max|x| / 127`), each group's int8 × int8 products are summed
-//! exactly in int32, then scaled by both scales into an f32 sum. On x86-64 the row kernel is
-//! chosen at run time: AVX-512 VNNI (`vpdpbusd`, 256-bit form) or AVX2 (`vpmaddubsw` +
-//! `vpmaddwd`), both for group sizes that are multiples of 32; anything else runs a portable
-//! loop that LLVM vectorises.
-
-use crate::dispatch::{simd_level, Simd};
+//! int8 matrices (FORMATS.md §1.3): group quantization, and the row-major kernel that
+//! multiplies an int8 matrix by a quantized vector. The input vector is quantized once per
+//! product in the matrix's groups (`scale = max|x| / 127`), each group's int8 × int8 products
+//! are summed exactly in int32, then scaled by both scales into an f32 sum, group after group.
+//! This row-major kernel is portable (LLVM vectorises its integer dot products) and defines the
+//! arithmetic; the SIMD kernels work on matrices packed at load ([`crate::packed`]) and give
+//! its bits exactly.
 
 /// A vector quantized in groups, the way the usual int8 reader quantizes activations
 /// (FORMATS.md §1.3): per group `scale = max|x| / 127`, `q = round(x / scale)`.
@@ -105,23 +103,6 @@ pub(crate) fn q8_rows_of(
     assert!(gs > 0 && cols.is_multiple_of(gs));
     assert!(w.len() >= rows * cols && sw.len() >= rows * (cols / gs));
     assert!(xq.len() >= cols && xs.len() >= cols / gs);
-    #[cfg(target_arch = "x86_64")]
-    if gs.is_multiple_of(32) {
-        match simd_level() {
-            Simd::Vnni => {
-                // SAFETY: the CPU has AVX2, FMA, AVX-512 VNNI and VL (checked); bounds and
-                // gs % 32 == 0 asserted above.
-                unsafe { q8_vnni::q8_rows(w, sw, cols, gs, xq, xs, out) };
-                return;
-            }
-            Simd::Avx2 => {
-                // SAFETY: the CPU has AVX2 and FMA (checked); bounds asserted above.
-                unsafe { q8_avx2::q8_rows(w, sw, cols, gs, xq, xs, out) };
-                return;
-            }
-            Simd::None => {}
-        }
-    }
     q8_rows_portable(w, sw, cols, gs, xq, xs, out)
 }
 
@@ -147,160 +128,6 @@ pub fn q8_rows_portable(
     }
 }
 
-/// The int8 row kernel for x86-64, generated twice: with AVX2 only (`vpmaddubsw` then
-/// `vpmaddwd`) and with AVX-512 VNNI (`vpdpbusd`, one instruction for both). Both multiply
-/// unsigned by signed bytes, so the sign of x moves onto w (`vpsignb`) and |x| is the unsigned
-/// side: |x| ≤ 127 and |w| ≤ 127 keep the 16-bit pair sums of `vpmaddubsw` (≤ 32,258) exact.
-/// Four rows share each load of x; each group's int32 sums become f32 and are scaled with one
-/// FMA per row; the horizontal sum happens once per row.
-#[cfg(target_arch = "x86_64")]
-macro_rules! q8_kernel {
-    ($modname:ident, $features:literal, $step:ident) => {
-        pub(crate) mod $modname {
-            use std::arch::x86_64::*;
-
-            /// `acc += Σ pairs |x|·sign(w, x)` in int32 lanes.
-            #[inline]
-            #[target_feature(enable = $features)]
-            unsafe fn step(acc: __m256i, ax: __m256i, sw: __m256i) -> __m256i {
-                super::$step(acc, ax, sw)
-            }
-
-            #[inline]
-            #[target_feature(enable = $features)]
-            unsafe fn hsum(v: __m256) -> f32 {
-                let lo = _mm256_castps256_ps128(v);
-                let hi = _mm256_extractf128_ps(v, 1);
-                let s = _mm_add_ps(lo, hi);
-                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-                let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0b01));
-                _mm_cvtss_f32(s)
-            }
-
-            /// `N` rows starting at row `r`.
-            #[allow(clippy::too_many_arguments)]
-            #[inline]
-            #[target_feature(enable = $features)]
-            unsafe fn block<const N: usize>(
-                w: *const i8,
-                sw: *const f32,
-                cols: usize,
-                gs: usize,
-                xq: *const i8,
-                xs: *const f32,
-                prefetch: Option<*const i8>,
-                out: &mut [f32],
-            ) {
-                let ng = cols / gs;
-                let mut acc = [_mm256_setzero_ps(); N];
-                for g in 0..ng {
-                    let mut iacc = [_mm256_setzero_si256(); N];
-                    let mut j = g * gs;
-                    while j < (g + 1) * gs {
-                        if let Some(pf) = prefetch {
-                            // this block's bytes are N * cols: two lines per 32 columns
-                            _mm_prefetch(pf.add(N * j), _MM_HINT_T0);
-                            _mm_prefetch(pf.add(N * j + 64), _MM_HINT_T0);
-                        }
-                        let xv = _mm256_loadu_si256(xq.add(j).cast());
-                        let ax = _mm256_sign_epi8(xv, xv);
-                        for k in 0..N {
-                            let wv = _mm256_loadu_si256(w.add(k * cols + j).cast());
-                            iacc[k] = step(iacc[k], ax, _mm256_sign_epi8(wv, xv));
-                        }
-                        j += 32;
-                    }
-                    let sx = *xs.add(g);
-                    for k in 0..N {
-                        let sc = _mm256_set1_ps(*sw.add(k * ng + g) * sx);
-                        acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[k]), sc, acc[k]);
-                    }
-                }
-                for k in 0..N {
-                    out[k] = hsum(acc[k]);
-                }
-            }
-
-            /// See [`super::q8_rows`]; needs `gs % 32 == 0` and the bounds it asserts.
-            #[target_feature(enable = $features)]
-            pub unsafe fn q8_rows(
-                w: &[i8],
-                sw: &[f32],
-                cols: usize,
-                gs: usize,
-                xq: &[i8],
-                xs: &[f32],
-                out: &mut [f32],
-            ) {
-                let rows = out.len();
-                let ng = cols / gs;
-                // Prefetch ~8 KiB ahead, in 4-row blocks (as the f32 kernel).
-                let dist = 8192usize.div_ceil(4 * cols.max(1));
-                let mut r = 0;
-                while r + 4 <= rows {
-                    let ahead = (r + 4 * dist) * cols;
-                    let pf = (ahead + 4 * cols <= w.len()).then(|| w.as_ptr().add(ahead));
-                    block::<4>(
-                        w.as_ptr().add(r * cols),
-                        sw.as_ptr().add(r * ng),
-                        cols,
-                        gs,
-                        xq.as_ptr(),
-                        xs.as_ptr(),
-                        pf,
-                        &mut out[r..r + 4],
-                    );
-                    r += 4;
-                }
-                while r < rows {
-                    block::<1>(
-                        w.as_ptr().add(r * cols),
-                        sw.as_ptr().add(r * ng),
-                        cols,
-                        gs,
-                        xq.as_ptr(),
-                        xs.as_ptr(),
-                        None,
-                        &mut out[r..r + 1],
-                    );
-                    r += 1;
-                }
-            }
-        }
-    };
-}
-
-/// AVX2: 16-bit pair sums (`vpmaddubsw`), then pairs of those to int32 (`vpmaddwd` with 1s).
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn step_avx2(
-    acc: std::arch::x86_64::__m256i,
-    ax: std::arch::x86_64::__m256i,
-    sw: std::arch::x86_64::__m256i,
-) -> std::arch::x86_64::__m256i {
-    use std::arch::x86_64::*;
-    let p16 = _mm256_maddubs_epi16(ax, sw);
-    _mm256_add_epi32(acc, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
-}
-
-/// AVX-512 VNNI (256-bit form): four products summed into each int32 lane in one instruction.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
-pub(crate) unsafe fn step_vnni(
-    acc: std::arch::x86_64::__m256i,
-    ax: std::arch::x86_64::__m256i,
-    sw: std::arch::x86_64::__m256i,
-) -> std::arch::x86_64::__m256i {
-    std::arch::x86_64::_mm256_dpbusd_epi32(acc, ax, sw)
-}
-
-#[cfg(target_arch = "x86_64")]
-q8_kernel!(q8_avx2, "avx2,fma", step_avx2);
-#[cfg(target_arch = "x86_64")]
-q8_kernel!(q8_vnni, "avx2,fma,avx512vnni,avx512vl", step_vnni);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,18 +145,11 @@ mod tests {
             .collect()
     }
 
-    /// Every int8 kernel against the scalar reference: with unit scales the f32 result is the
-    /// int32 sum, exactly (sums stay far below 2^24, where f32 holds every integer).
+    /// The int8 kernel, row-major and packed, against the scalar reference: with unit scales
+    /// the f32 result is the int32 sum, exactly (sums stay far below 2^24, where f32 holds
+    /// every integer).
     #[test]
     fn int8_kernels_equal_the_int32_reference_exactly() {
-        let levels: Vec<Simd> = [Simd::None, Simd::Avx2, Simd::Vnni]
-            .into_iter()
-            .filter(|&l| match l {
-                Simd::None => true,
-                Simd::Avx2 => simd_level() != Simd::None,
-                Simd::Vnni => simd_level() == Simd::Vnni,
-            })
-            .collect();
         for &(rows, cols, gs) in &[
             (1, 32, 32),
             (5, 64, 32),
@@ -357,21 +177,21 @@ mod tests {
                     exact as f32
                 })
                 .collect();
-            for &level in &levels {
+            let mut got = vec![0.0f32; rows];
+            q8_rows(&w, &sw, cols, gs, &x, &mut got);
+            assert_eq!(got, want, "row-major {rows}x{cols} gs {gs}");
+            if let Some(p) = crate::PackedQ8::new(&w, &sw, rows, cols, gs) {
                 let mut got = vec![0.0f32; rows];
-                match level {
-                    Simd::None => q8_rows_portable(&w, &sw, cols, gs, &xq, &x.s, &mut got),
-                    #[cfg(target_arch = "x86_64")]
-                    Simd::Avx2 if gs % 32 == 0 => unsafe {
-                        q8_avx2::q8_rows(&w, &sw, cols, gs, &xq, &x.s, &mut got)
-                    },
-                    #[cfg(target_arch = "x86_64")]
-                    Simd::Vnni if gs % 32 == 0 => unsafe {
-                        q8_vnni::q8_rows(&w, &sw, cols, gs, &xq, &x.s, &mut got)
-                    },
-                    _ => q8_rows(&w, &sw, cols, gs, &x, &mut got),
-                }
-                assert_eq!(got, want, "{level:?} {rows}x{cols} gs {gs}");
+                let xp = crate::packed::Xq {
+                    q: x.q.as_ptr(),
+                    ldq: cols,
+                    s: x.s.as_ptr(),
+                    lds: ng,
+                    n: 1,
+                };
+                // SAFETY: x holds one vector of cols values; got holds rows floats.
+                unsafe { crate::packed::product(&p, 0, rows, xp, got.as_mut_ptr(), rows) };
+                assert_eq!(got, want, "packed {rows}x{cols} gs {gs}");
             }
             // the extreme: every product 127 * 127 (or -127 * -127), a whole row
             let wmax = vec![-127i8; rows * cols];

@@ -13,16 +13,19 @@
 //!   software prefetch, since rows of the small models are a few cache lines long and hardware
 //!   prefetchers lose the stream at each row; several independent partial sums so the FMA units
 //!   never wait on one accumulator).
-//! - [`int8`]: group quantization (FORMATS.md §1.3) and the int8 row kernel (AVX-512 VNNI or
-//!   AVX2, exact int32 group sums).
+//! - [`int8`]: group quantization (FORMATS.md §1.3) and the portable row-major int8 kernel,
+//!   whose arithmetic (exact int32 group sums, then f32 group by group) every int8 kernel gives.
+//! - [`packed`]: int8 matrices repacked at load with rows in register lanes, and their kernels
+//!   (AVX-512 VNNI or AVX2, one or many vectors): the same bits as the row-major kernel, on
+//!   every CPU.
 //! - [`vector`]: RMSNorm, softmax, one attention head over the KV cache.
 //! - [`dispatch`]: which SIMD level this CPU runs, detected once at run time, so a portable
 //!   build (no `target-cpu=native`) still uses AVX2 and AVX-512 where the CPU has them.
 //! - [`training_attention`]: causal attention forward and backward for CPU training with small
 //!   heads (the engine never calls it).
 //!
-//! Summation order differs from a naive serial loop; results agree with it to float rounding.
-//! (The int32 group sums are exact in every kernel.)
+//! f32 summation order differs from a naive serial loop; results agree with it to float
+//! rounding. int8 products follow FORMATS.md §1.3's formula exactly, in group order.
 
 #![warn(missing_docs)]
 
@@ -31,6 +34,7 @@ pub mod dispatch;
 pub mod float;
 pub mod int8;
 pub mod matmul;
+pub mod packed;
 pub mod training_attention;
 pub mod vector;
 
@@ -39,4 +43,5 @@ pub use dispatch::{cpu_features, simd_level, Simd};
 pub use float::{dot, f32_rows};
 pub use int8::{dot_i8, q8_rows, q8_rows_portable, quantize_groups, QuantVec};
 pub use matmul::{block_rows, matmul, matmul_many, swiglu, MatRef};
+pub use packed::PackedQ8;
 pub use vector::{attend, rmsnorm, rmsnorm_inplace, softmax};

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::float::f32_rows;
 use crate::int8::{q8_rows, QuantVec};
+use crate::packed::{self, PackedQ8, BLOCK_ROWS};
 
 /// A read-only view of a weight matrix `(rows, cols)`, row-major.
 #[derive(Clone, Copy, Debug)]
@@ -35,6 +36,17 @@ pub enum MatRef<'a> {
         /// Group size.
         gs: usize,
     },
+    /// An int8 matrix packed for the SIMD kernels ([`crate::packed`]): rows `r0..r0 + rows`
+    /// of `p` (`r0` a multiple of 16). Same values and the same product bits as [`MatRef::Q8`]
+    /// of the matrix it was packed from.
+    Q8Packed {
+        /// The whole packed matrix.
+        p: &'a PackedQ8,
+        /// First row of this view.
+        r0: usize,
+        /// Rows of this view.
+        rows: usize,
+    },
 }
 
 /// The input vector of a product: f32, plus its int8 groups when the matrix is quantized
@@ -45,11 +57,22 @@ pub struct Input<'a> {
 }
 
 impl<'a> MatRef<'a> {
+    /// The whole of a packed matrix.
+    pub fn packed(p: &'a PackedQ8) -> MatRef<'a> {
+        MatRef::Q8Packed {
+            p,
+            r0: 0,
+            rows: p.rows(),
+        }
+    }
+
     /// Number of rows (output features).
     #[inline]
     pub fn rows(&self) -> usize {
         match self {
-            MatRef::F32 { rows, .. } | MatRef::Q8 { rows, .. } => *rows,
+            MatRef::F32 { rows, .. } | MatRef::Q8 { rows, .. } | MatRef::Q8Packed { rows, .. } => {
+                *rows
+            }
         }
     }
 
@@ -58,6 +81,7 @@ impl<'a> MatRef<'a> {
     pub fn cols(&self) -> usize {
         match self {
             MatRef::F32 { cols, .. } | MatRef::Q8 { cols, .. } => *cols,
+            MatRef::Q8Packed { p, .. } => p.cols(),
         }
     }
 
@@ -67,6 +91,17 @@ impl<'a> MatRef<'a> {
         match self {
             MatRef::F32 { .. } => None,
             MatRef::Q8 { gs, .. } => Some(*gs),
+            MatRef::Q8Packed { p, .. } => Some(p.group_size()),
+        }
+    }
+
+    /// Rows of a task of a parallel product start at multiples of this: the f32 kernels'
+    /// row block (4), or a packed block (16).
+    #[inline]
+    pub(crate) fn row_align(&self) -> usize {
+        match self {
+            MatRef::Q8Packed { .. } => BLOCK_ROWS,
+            _ => 4,
         }
     }
 
@@ -83,6 +118,7 @@ impl<'a> MatRef<'a> {
                     }
                 }
             }
+            MatRef::Q8Packed { p, r0, .. } => p.row_into(r0 + r, out),
         }
     }
 
@@ -102,6 +138,14 @@ impl<'a> MatRef<'a> {
                     rows: r.len(),
                     cols,
                     gs,
+                }
+            }
+            MatRef::Q8Packed { p, r0, .. } => {
+                debug_assert!(r.start.is_multiple_of(BLOCK_ROWS));
+                MatRef::Q8Packed {
+                    p,
+                    r0: r0 + r.start,
+                    rows: r.len(),
                 }
             }
         }
@@ -129,6 +173,27 @@ impl<'a> MatRef<'a> {
                     _ => q8_rows(q, s, cols, gs, &QuantVec::new(x.x, gs), out),
                 }
             }
+            MatRef::Q8Packed { p, r0, rows } => {
+                debug_assert_eq!(out.len(), rows);
+                let gs = p.group_size();
+                let again;
+                let xq = match x.q {
+                    Some(xq) if xq.gs == gs => xq,
+                    _ => {
+                        again = QuantVec::new(x.x, gs);
+                        &again
+                    }
+                };
+                let xp = packed::Xq {
+                    q: xq.q.as_ptr(),
+                    ldq: p.cols(),
+                    s: xq.s.as_ptr(),
+                    lds: p.cols() / gs,
+                    n: 1,
+                };
+                // SAFETY: xq is one quantized vector of cols values; out holds these rows.
+                unsafe { packed::product(p, r0, r0 + rows, xp, out.as_mut_ptr(), rows) }
+            }
         }
     }
 }
@@ -141,7 +206,8 @@ fn quantize_input(x: &[f32], ws: &[MatRef<'_>]) -> Option<QuantVec> {
 }
 
 /// Rows per parallel task: about four tasks per thread (so that work stealing can even out),
-/// a multiple of 4 (the kernel's row block), and never so few rows that scheduling dominates.
+/// a multiple of the kernel's row block (4, or 16 packed), and never so few rows that
+/// scheduling dominates.
 #[inline]
 pub fn block_rows(w: &MatRef<'_>, rows: usize, threads: usize) -> usize {
     let cols = w.cols();
@@ -152,8 +218,9 @@ pub fn block_rows(w: &MatRef<'_>, rows: usize, threads: usize) -> usize {
     } else {
         16384
     };
-    let min_rows = (min_work / cols.max(1)).max(4);
-    per_task.max(min_rows).div_ceil(4) * 4
+    let align = w.row_align();
+    let min_rows = (min_work / cols.max(1)).max(align);
+    per_task.max(min_rows).div_ceil(align) * align
 }
 
 /// `out = w · x`, parallel over row blocks. Call inside the model's pool.
@@ -189,6 +256,9 @@ pub fn matmul_many(outs: &mut [&mut [f32]], x: &[f32], ws: &[MatRef<'_>], thread
         Some(w) => block_rows(w, total, threads),
         None => return,
     };
+    // every matrix's tasks start at a multiple of its row block
+    let align = ws.iter().map(|w| w.row_align()).max().unwrap_or(4);
+    let bs = bs.div_ceil(align) * align;
     let mut tasks: Vec<(MatRef<'_>, &mut [f32])> = Vec::with_capacity(total / bs + ws.len());
     for (o, w) in outs.iter_mut().zip(ws) {
         for (i, chunk) in o.chunks_mut(bs).enumerate() {

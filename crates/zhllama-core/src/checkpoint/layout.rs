@@ -5,8 +5,10 @@
 
 use std::ops::Range;
 
+use rayon::prelude::*;
+
 use super::header::Config;
-use zhllama_kernels::MatRef;
+use zhllama_kernels::{MatRef, PackedQ8};
 
 /// One kind of tensor in a checkpoint body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,13 +118,15 @@ pub(crate) enum Mat {
         cols: usize,
     },
     /// int8 groups (FORMATS.md §1.3): `q` is a byte range of the file, `s` a range of
-    /// [`Storage::scales`] (copied out at load: in the file they need not be 4-byte aligned).
+    /// [`Storage::scales`] (copied out at load: in the file they need not be 4-byte aligned);
+    /// `packed` its index in [`Storage::packed`] once packed for the SIMD kernels.
     Q8 {
         q: Range<usize>,
         s: Range<usize>,
         rows: usize,
         cols: usize,
         gs: usize,
+        packed: Option<usize>,
     },
 }
 
@@ -217,6 +221,7 @@ impl Cursor<'_> {
             rows,
             cols,
             gs,
+            packed: None,
         }
     }
 }
@@ -282,9 +287,70 @@ pub(crate) struct Storage {
     pub(super) map: memmap2::Mmap,
     /// Every group scale of a version-2 model, tensor after tensor; empty for f32.
     pub(super) scales: Vec<f32>,
+    /// The int8 matrices repacked for the SIMD kernels (`Mat::Q8::packed` indexes it).
+    packed: Vec<PackedQ8>,
 }
 
 impl Storage {
+    /// The storage of a mapped checkpoint whose int8 matrices (if any) `layout` places: packs
+    /// each of them for the SIMD kernels (in parallel; a shared classifier once), and records
+    /// where in `layout`. Group sizes that are not a multiple of 4 stay row-major.
+    pub fn new(map: memmap2::Mmap, scales: Vec<f32>, layout: &mut Layout) -> Storage {
+        let mut st = Storage {
+            map,
+            scales,
+            packed: Vec::new(),
+        };
+        let mut mats: Vec<&mut Mat> = [
+            &mut layout.wq,
+            &mut layout.wk,
+            &mut layout.wv,
+            &mut layout.wo,
+            &mut layout.w1,
+            &mut layout.w2,
+            &mut layout.w3,
+        ]
+        .into_iter()
+        .flat_map(|m| m.iter_mut())
+        .chain([&mut layout.tok_emb, &mut layout.wcls])
+        .collect();
+        // one packing per distinct matrix (the classifier may be the embedding)
+        let mut starts: Vec<usize> = mats
+            .iter()
+            .filter_map(|m| match m {
+                Mat::Q8 { q, gs, .. } if gs.is_multiple_of(4) => Some(q.start),
+                _ => None,
+            })
+            .collect();
+        starts.sort_unstable();
+        starts.dedup();
+        let packed: Vec<(usize, PackedQ8)> = starts
+            .par_iter()
+            .filter_map(|&start| {
+                let m = mats
+                    .iter()
+                    .find(|m| matches!(m, Mat::Q8 { q, .. } if q.start == start))?;
+                match st.mat(m) {
+                    MatRef::Q8 {
+                        q,
+                        s,
+                        rows,
+                        cols,
+                        gs,
+                    } => Some((start, PackedQ8::new(q, s, rows, cols, gs)?)),
+                    _ => None,
+                }
+            })
+            .collect();
+        for m in mats.iter_mut() {
+            if let Mat::Q8 { q, packed: idx, .. } = m {
+                *idx = packed.binary_search_by_key(&q.start, |(s, _)| *s).ok();
+            }
+        }
+        st.packed = packed.into_iter().map(|(_, p)| p).collect();
+        st
+    }
+
     /// The whole file as f32 values (the file size is a multiple of 4, checked before).
     pub fn f32s(&self) -> &[f32] {
         let bytes: &[u8] = &self.map;
@@ -312,11 +378,15 @@ impl Storage {
                 cols: *cols,
             },
             Mat::Q8 {
+                packed: Some(i), ..
+            } => MatRef::packed(&self.packed[*i]),
+            Mat::Q8 {
                 q,
                 s,
                 rows,
                 cols,
                 gs,
+                packed: None,
             } => MatRef::Q8 {
                 q: &self.i8s()[q.clone()],
                 s: &self.scales[s.clone()],

@@ -124,11 +124,12 @@ impl Checkpoint {
                 "file changed size while it was being opened",
             ));
         }
-        let (layout, scales) = layout::layout(&config, body_start, &map);
+        let (mut layout, scales) = layout::layout(&config, body_start, &map);
+        let storage = Storage::new(map, scales, &mut layout);
         Ok(Checkpoint {
             config,
             layout,
-            storage: Storage { map, scales },
+            storage,
         })
     }
 }

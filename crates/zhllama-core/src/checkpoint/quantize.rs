@@ -110,11 +110,12 @@ impl Checkpoint {
         debug_assert_eq!(at, len);
         let map = img.make_read_only().map_err(|e| Error::io(path, e))?;
         let (config, body_start) = parse_header(path, &map[..VERSIONED_HEADER_BYTES], len as u64)?;
-        let (layout, scales) = layout(&config, body_start, &map);
+        let (mut layout, scales) = layout(&config, body_start, &map);
+        let storage = Storage::new(map, scales, &mut layout);
         Ok(Checkpoint {
             config,
             layout,
-            storage: Storage { map, scales },
+            storage,
         })
     }
 }

@@ -1,0 +1,567 @@
+//! int8 matrices repacked at load for the SIMD kernels: rows in the lanes of a register.
+//!
+//! A row-major int8 matrix makes each (row, vector) sum sit across the lanes of a register,
+//! so every group of every row ends in a horizontal reduction, which is most of the work once
+//! a batch has made the products compute-bound. Packed, the lanes are rows instead: a block of
+//! 16 rows is stored 4 columns at a time (`line k` = rows 0..16 × columns `4k..4k + 4`, 64
+//! bytes), so one `vpdpbusd` of a line with 4 of the vector's bytes broadcast adds 4 products
+//! into each of 16 rows' int32 sums. After a group's `gs / 4` lines those sums are the group's
+//! exact integer dot products, 16 rows at once, and the f32 part is plain lane-wise arithmetic.
+//!
+//! Exactness, and the same bits on every CPU. Each output is, in this order,
+//! `acc = 0; for g in groups: acc = acc + (isum_g as f32) * (sw[r, g] * xs[g])` with every
+//! operation rounded on its own (no FMA): the arithmetic of the portable row-major kernel
+//! ([`crate::q8_rows_portable`]) and of the usual int8 reader's formula (FORMATS.md §1.3). The
+//! int32 sums are exact whatever the order, so AVX-512 VNNI, AVX2, the portable loop over the
+//! packed lines, any batch, block or thread count give the same bits.
+//!
+//! Layout: block `b` (rows `16b..16b + 16`, the last one zero-padded) holds lines `b * cols / 4
+//! ..`, and per group 16 scales and 16 corrections (`128 · Σ w` over the group, for VNNI's
+//! unsigned operand, see [`vnni`]). Weights must be in ±127, as every writer of FORMATS.md
+//! §1.3 makes them (`max|w| / 127` scales); a stray −128 is read as −127.
+
+#[cfg(target_arch = "x86_64")]
+use crate::dispatch::{simd_level, Simd};
+
+/// Rows per block: the int32 lanes of a 512-bit register.
+pub const BLOCK_ROWS: usize = 16;
+
+/// 64 bytes aligned to a cache line: 16 rows × 4 columns of weights.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([i8; 64]);
+
+/// 16 lanes aligned to a cache line: one block's scales or corrections for one group.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Lanes<T: Copy>([T; BLOCK_ROWS]);
+
+/// An int8 matrix `(rows, cols)` in groups of `gs` (a multiple of 4), packed (module doc).
+pub struct PackedQ8 {
+    lines: Vec<Line>,
+    scales: Vec<Lanes<f32>>,
+    corr: Vec<Lanes<i32>>,
+    rows: usize,
+    cols: usize,
+    gs: usize,
+}
+
+impl std::fmt::Debug for PackedQ8 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedQ8({}x{}, gs {})", self.rows, self.cols, self.gs)
+    }
+}
+
+impl PackedQ8 {
+    /// Packs the row-major int8 matrix `q` (`rows * cols`) with its scales `s` (`rows * cols /
+    /// gs`); `None` when `gs` is not a positive multiple of 4 dividing `cols` (such matrices
+    /// stay row-major and run the portable kernel).
+    pub fn new(q: &[i8], s: &[f32], rows: usize, cols: usize, gs: usize) -> Option<PackedQ8> {
+        if gs == 0 || !gs.is_multiple_of(4) || !cols.is_multiple_of(gs) {
+            return None;
+        }
+        assert!(q.len() >= rows * cols && s.len() >= rows * (cols / gs));
+        let (steps, ng, blocks) = (cols / 4, cols / gs, rows.div_ceil(BLOCK_ROWS));
+        let mut lines = vec![Line([0; 64]); blocks * steps];
+        let mut scales = vec![Lanes([0.0f32; BLOCK_ROWS]); blocks * ng];
+        let mut corr = vec![Lanes([0i32; BLOCK_ROWS]); blocks * ng];
+        for r in 0..rows {
+            let (b, lane) = (r / BLOCK_ROWS, r % BLOCK_ROWS);
+            let row = &q[r * cols..(r + 1) * cols];
+            for (k, four) in row.chunks_exact(4).enumerate() {
+                let line = &mut lines[b * steps + k].0[4 * lane..4 * lane + 4];
+                for (o, &w) in line.iter_mut().zip(four) {
+                    *o = w.max(-127);
+                }
+            }
+            for g in 0..ng {
+                scales[b * ng + g].0[lane] = s[r * ng + g];
+                let sum: i32 = row[g * gs..(g + 1) * gs]
+                    .iter()
+                    .map(|&w| w.max(-127) as i32)
+                    .sum();
+                corr[b * ng + g].0[lane] = 128 * sum;
+            }
+        }
+        Some(PackedQ8 {
+            lines,
+            scales,
+            corr,
+            rows,
+            cols,
+            gs,
+        })
+    }
+
+    /// Output features.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input features.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Group size.
+    pub fn group_size(&self) -> usize {
+        self.gs
+    }
+
+    /// Bytes of one row: values and scales.
+    pub(crate) fn row_bytes(&self) -> usize {
+        self.cols + 4 * (self.cols / self.gs)
+    }
+
+    /// Weight `(r, j)`.
+    #[inline]
+    fn at(&self, r: usize, j: usize) -> i8 {
+        let (b, lane) = (r / BLOCK_ROWS, r % BLOCK_ROWS);
+        self.lines[b * self.cols / 4 + j / 4].0[4 * lane + j % 4]
+    }
+
+    /// Row `r` dequantized (`q × scale`) into `out` (`cols` long).
+    pub fn row_into(&self, r: usize, out: &mut [f32]) {
+        let (b, lane, ng) = (r / BLOCK_ROWS, r % BLOCK_ROWS, self.cols / self.gs);
+        for (j, o) in out.iter_mut().enumerate().take(self.cols) {
+            *o = self.at(r, j) as f32 * self.scales[b * ng + j / self.gs].0[lane];
+        }
+    }
+}
+
+/// Quantized input vectors of a packed product: vector `v`'s int8 values at `q + v * ldq`,
+/// its group scales at `s + v * lds`.
+#[derive(Clone, Copy)]
+pub(crate) struct Xq {
+    pub q: *const i8,
+    pub ldq: usize,
+    pub s: *const f32,
+    pub lds: usize,
+    pub n: usize,
+}
+
+/// Rows `r0..r1` (`r0` a multiple of [`BLOCK_ROWS`]) of `m` times every vector of `x`, row
+/// `r` of vector `v` into `out[v * ldo + r - r0]`, by the best kernel for this CPU.
+///
+/// # Safety
+/// `x` holds `x.n` vectors of `m.cols()` values and `m.cols() / gs` scales; `out` is valid for
+/// those writes and no one else touches them meanwhile.
+pub(crate) unsafe fn product(m: &PackedQ8, r0: usize, r1: usize, x: Xq, out: *mut f32, ldo: usize) {
+    debug_assert!(r0.is_multiple_of(BLOCK_ROWS) && r1 <= m.rows);
+    if r0 >= r1 || x.n == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    match simd_level() {
+        // SAFETY: the CPU has the features (detected); the caller's promise for the rest.
+        Simd::Vnni => return vnni::product(m, r0, r1, x, out, ldo),
+        Simd::Avx2 => return avx2::product(m, r0, r1, x, out, ldo),
+        Simd::None => {}
+    }
+    portable(m, r0, r1, x, out, ldo)
+}
+
+/// The packed product in plain Rust: the reference the SIMD kernels equal bit for bit.
+///
+/// # Safety
+/// As [`product`].
+pub(crate) unsafe fn portable(
+    m: &PackedQ8,
+    r0: usize,
+    r1: usize,
+    x: Xq,
+    out: *mut f32,
+    ldo: usize,
+) {
+    let (steps, ng, spg) = (m.cols / 4, m.cols / m.gs, m.gs / 4);
+    for b in r0 / BLOCK_ROWS..r1.div_ceil(BLOCK_ROWS) {
+        let valid = (r1 - b * BLOCK_ROWS).min(BLOCK_ROWS);
+        for v in 0..x.n {
+            let xq = std::slice::from_raw_parts(x.q.add(v * x.ldq), m.cols);
+            let mut acc = [0.0f32; BLOCK_ROWS];
+            for g in 0..ng {
+                let mut isum = [0i32; BLOCK_ROWS];
+                for k in g * spg..(g + 1) * spg {
+                    let line = &m.lines[b * steps + k].0;
+                    for (lane, s) in isum.iter_mut().enumerate() {
+                        for t in 0..4 {
+                            *s += line[4 * lane + t] as i32 * xq[4 * k + t] as i32;
+                        }
+                    }
+                }
+                let (sw, sx) = (&m.scales[b * ng + g].0, *x.s.add(v * x.lds + g));
+                for lane in 0..BLOCK_ROWS {
+                    acc[lane] += isum[lane] as f32 * (sw[lane] * sx);
+                }
+            }
+            let o = out.add(v * ldo + b * BLOCK_ROWS - r0);
+            std::ptr::copy_nonoverlapping(acc.as_ptr(), o, valid);
+        }
+    }
+}
+
+/// How the vectors are grouped and how many blocks share a pass, per register budget: the
+/// next group of vectors when `left` remain and a group takes at most `max` (groups made even,
+/// 7 at 5 a group go as 4 + 3), and the blocks per pass for a group of `v` vectors.
+#[cfg(target_arch = "x86_64")]
+fn vector_group(left: usize, max: usize) -> usize {
+    left.div_ceil(left.div_ceil(max))
+}
+
+/// AVX-512 VNNI, 512-bit: `vpdpbusd` takes the unsigned operand from the vector (`x ^ 0x80`,
+/// i.e. `x + 128`, 1..=255 for x in ±127) and the signed one from the weights, so a lane gets
+/// `Σ (x + 128)·w = Σ x·w + 128·Σ w`; the packed corrections take the second term off, once
+/// per group. `RB` blocks × `V` vectors of accumulators (int32 and f32), at most 28 registers.
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::{vector_group, PackedQ8, Xq, BLOCK_ROWS};
+    use std::arch::x86_64::*;
+
+    /// As [`super::product`].
+    ///
+    /// # Safety
+    /// As [`super::product`], and AVX-512F + VNNI present.
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub(super) unsafe fn product(
+        m: &PackedQ8,
+        r0: usize,
+        r1: usize,
+        x: Xq,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        let (b0, b1) = (r0 / BLOCK_ROWS, r1.div_ceil(BLOCK_ROWS));
+        let mut v0 = 0;
+        while v0 < x.n {
+            let nv = vector_group(x.n - v0, 5);
+            let xv = Xq {
+                q: x.q.add(v0 * x.ldq),
+                s: x.s.add(v0 * x.lds),
+                n: nv,
+                ..x
+            };
+            let o = out.add(v0 * ldo);
+            let mut b = b0;
+            while b < b1 {
+                let left = b1 - b;
+                let p = Pass {
+                    m,
+                    b,
+                    r0,
+                    r1,
+                    x: xv,
+                    out: o,
+                    ldo,
+                    prefetch: v0 == 0,
+                };
+                b += match (nv, left) {
+                    (1, 8..) => pass::<8, 1>(p),
+                    (1, 4..) => pass::<4, 1>(p),
+                    (1, 2..) => pass::<2, 1>(p),
+                    (1, _) => pass::<1, 1>(p),
+                    (2, 4..) => pass::<4, 2>(p),
+                    (2, 2..) => pass::<2, 2>(p),
+                    (2, _) => pass::<1, 2>(p),
+                    (3, 2..) => pass::<2, 3>(p),
+                    (3, _) => pass::<1, 3>(p),
+                    (4, 2..) => pass::<2, 4>(p),
+                    (4, _) => pass::<1, 4>(p),
+                    (_, 2..) => pass::<2, 5>(p),
+                    (_, _) => pass::<1, 5>(p),
+                };
+            }
+            v0 += nv;
+        }
+    }
+
+    /// One register block: `RB` blocks from block `b` × the `V` vectors of `x`.
+    #[derive(Clone, Copy)]
+    struct Pass<'a> {
+        m: &'a PackedQ8,
+        b: usize,
+        r0: usize,
+        r1: usize,
+        x: Xq,
+        out: *mut f32,
+        ldo: usize,
+        /// Whether to prefetch the next pass's blocks (the first group of vectors does; the
+        /// others find them in cache).
+        prefetch: bool,
+    }
+
+    /// Returns `RB`, the blocks done.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    unsafe fn pass<const RB: usize, const V: usize>(p: Pass<'_>) -> usize {
+        let m = p.m;
+        let (steps, ng, spg) = (m.cols / 4, m.cols / m.gs, m.gs / 4);
+        let bias = _mm512_set1_epi8(-128);
+        let lines = m.lines.as_ptr().add(p.b * steps);
+        // a pass reads RB blocks from memory: the hardware prefetchers lose the stream at each
+        // block, so the pass asks for the next RB blocks, line by line as it goes
+        let prefetch = p.prefetch && (p.b + 2 * RB) * steps <= m.lines.len();
+        let mut facc = [[_mm512_setzero_ps(); V]; RB];
+        for g in 0..ng {
+            let mut iacc = [[_mm512_setzero_si512(); V]; RB];
+            for k in g * spg..(g + 1) * spg {
+                let mut xb = [bias; V];
+                for (v, xb) in xb.iter_mut().enumerate() {
+                    let four =
+                        p.x.q
+                            .add(v * p.x.ldq + 4 * k)
+                            .cast::<i32>()
+                            .read_unaligned();
+                    *xb = _mm512_xor_si512(_mm512_set1_epi32(four), bias);
+                }
+                for (rb, iacc) in iacc.iter_mut().enumerate() {
+                    if prefetch {
+                        _mm_prefetch(lines.add((RB + rb) * steps + k).cast(), _MM_HINT_T0);
+                    }
+                    let w = _mm512_load_si512(lines.add(rb * steps + k).cast());
+                    for v in 0..V {
+                        iacc[v] = _mm512_dpbusd_epi32(iacc[v], xb[v], w);
+                    }
+                }
+            }
+            for (rb, (facc, iacc)) in facc.iter_mut().zip(&iacc).enumerate() {
+                let at = (p.b + rb) * ng + g;
+                let corr = _mm512_load_si512(m.corr.as_ptr().add(at).cast());
+                let sw = _mm512_load_ps(m.scales.as_ptr().add(at).cast());
+                for v in 0..V {
+                    let isum = _mm512_sub_epi32(iacc[v], corr);
+                    let sc = _mm512_mul_ps(sw, _mm512_set1_ps(*p.x.s.add(v * p.x.lds + g)));
+                    let term = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), sc);
+                    facc[v] = _mm512_add_ps(facc[v], term);
+                }
+            }
+        }
+        for (rb, facc) in facc.iter().enumerate() {
+            let row = (p.b + rb) * BLOCK_ROWS;
+            let valid = (p.r1 - row).min(BLOCK_ROWS);
+            let mask: __mmask16 = ((1u32 << valid) - 1) as u16;
+            for (v, &acc) in facc.iter().enumerate() {
+                let o = p.out.add(v * p.ldo + row - p.r0);
+                _mm512_mask_storeu_ps(o, mask, acc);
+            }
+        }
+        RB
+    }
+}
+
+/// AVX2: a block is two 256-bit halves of 8 rows. Without VNNI the products go through
+/// `vpmaddubsw` (unsigned × signed bytes to 16-bit pair sums) and `vpmaddwd` (pairs to int32);
+/// the sign of x moves onto w (`vpsignb`) so that |x| is the unsigned side, and |x|, |w| ≤ 127
+/// keep the pair sums (≤ 32,258) exact. `RB` blocks × `V` vectors, 16 registers.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{vector_group, PackedQ8, Xq, BLOCK_ROWS};
+    use std::arch::x86_64::*;
+
+    /// As [`super::product`].
+    ///
+    /// # Safety
+    /// As [`super::product`], and AVX2 + FMA present.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn product(
+        m: &PackedQ8,
+        r0: usize,
+        r1: usize,
+        x: Xq,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        let (b0, b1) = (r0 / BLOCK_ROWS, r1.div_ceil(BLOCK_ROWS));
+        let mut v0 = 0;
+        while v0 < x.n {
+            let nv = vector_group(x.n - v0, 2);
+            let xv = Xq {
+                q: x.q.add(v0 * x.ldq),
+                s: x.s.add(v0 * x.lds),
+                n: nv,
+                ..x
+            };
+            let o = out.add(v0 * ldo);
+            let mut b = b0;
+            while b < b1 {
+                let p = (m, b, r0, r1, xv, o, ldo);
+                b += match (nv, b1 - b) {
+                    (1, 2..) => pass::<2, 1>(p),
+                    (1, _) => pass::<1, 1>(p),
+                    (_, _) => pass::<1, 2>(p),
+                };
+            }
+            v0 += nv;
+        }
+    }
+
+    type Pass<'a> = (&'a PackedQ8, usize, usize, usize, Xq, *mut f32, usize);
+
+    /// `RB` blocks from block `b` × the `V` vectors of `x`; returns `RB`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn pass<const RB: usize, const V: usize>(p: Pass<'_>) -> usize {
+        let (m, b, r0, r1, x, out, ldo) = p;
+        let (steps, ng, spg) = (m.cols / 4, m.cols / m.gs, m.gs / 4);
+        let ones = _mm256_set1_epi16(1);
+        let lines = m.lines.as_ptr().add(b * steps).cast::<i8>();
+        // [block][half][vector]
+        let mut facc = [[[_mm256_setzero_ps(); V]; 2]; RB];
+        for g in 0..ng {
+            let mut iacc = [[[_mm256_setzero_si256(); V]; 2]; RB];
+            for k in g * spg..(g + 1) * spg {
+                let mut xb = [_mm256_setzero_si256(); V];
+                let mut ax = [_mm256_setzero_si256(); V];
+                for v in 0..V {
+                    let four = x.q.add(v * x.ldq + 4 * k).cast::<i32>().read_unaligned();
+                    xb[v] = _mm256_set1_epi32(four);
+                    ax[v] = _mm256_sign_epi8(xb[v], xb[v]);
+                }
+                for (rb, iacc) in iacc.iter_mut().enumerate() {
+                    let line = lines.add((rb * steps + k) * 64);
+                    for (half, iacc) in iacc.iter_mut().enumerate() {
+                        let w = _mm256_load_si256(line.add(32 * half).cast());
+                        for v in 0..V {
+                            let p16 = _mm256_maddubs_epi16(ax[v], _mm256_sign_epi8(w, xb[v]));
+                            iacc[v] = _mm256_add_epi32(iacc[v], _mm256_madd_epi16(p16, ones));
+                        }
+                    }
+                }
+            }
+            for (rb, (facc, iacc)) in facc.iter_mut().zip(&iacc).enumerate() {
+                let sw = m.scales.as_ptr().add((b + rb) * ng + g).cast::<f32>();
+                for (half, (facc, iacc)) in facc.iter_mut().zip(iacc).enumerate() {
+                    let sw = _mm256_load_ps(sw.add(8 * half));
+                    for v in 0..V {
+                        let sc = _mm256_mul_ps(sw, _mm256_set1_ps(*x.s.add(v * x.lds + g)));
+                        let term = _mm256_mul_ps(_mm256_cvtepi32_ps(iacc[v]), sc);
+                        facc[v] = _mm256_add_ps(facc[v], term);
+                    }
+                }
+            }
+        }
+        for (rb, facc) in facc.iter().enumerate() {
+            let row = (b + rb) * BLOCK_ROWS;
+            let valid = (r1 - row).min(BLOCK_ROWS);
+            for (v, (lo, hi)) in facc[0].iter().zip(&facc[1]).enumerate() {
+                let mut lanes = [0.0f32; BLOCK_ROWS];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), *lo);
+                _mm256_storeu_ps(lanes.as_mut_ptr().add(8), *hi);
+                let o = out.add(v * ldo + row - r0);
+                std::ptr::copy_nonoverlapping(lanes.as_ptr(), o, valid);
+            }
+        }
+        RB
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::int8::{q8_rows_portable, QuantVec};
+
+    /// Mixed values: the extremes ±127, zeros, and scales of different sizes.
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let u = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                u * [1.0, 1e-3, 37.0, 0.0][(s >> 20) as usize % 4]
+            })
+            .collect()
+    }
+
+    /// Every packed kernel this CPU runs, for every row range, vector count and group size,
+    /// equals the portable row-major kernel bit for bit.
+    #[test]
+    fn packed_kernels_equal_the_row_major_kernel_exactly() {
+        type Kernel = unsafe fn(&PackedQ8, usize, usize, Xq, *mut f32, usize);
+        let mut kernels: Vec<(&str, Kernel)> = vec![("portable", portable)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if simd_level() != Simd::None {
+                kernels.push(("avx2", |m, a, b, x, o, l| unsafe {
+                    avx2::product(m, a, b, x, o, l)
+                }));
+            }
+            if simd_level() == Simd::Vnni {
+                kernels.push(("vnni", |m, a, b, x, o, l| unsafe {
+                    vnni::product(m, a, b, x, o, l)
+                }));
+            }
+        }
+        for (rows, cols, gs) in [
+            (1, 4, 4),
+            (17, 64, 32),
+            (40, 288, 32),
+            (130, 768, 64),
+            (33, 172, 4),
+        ] {
+            let wq = QuantVec::new(&values(rows * cols, cols as u64), gs);
+            let m = PackedQ8::new(&wq.q, &wq.s, rows, cols, gs).unwrap();
+            for n in [1, 2, 3, 5, 7, 11] {
+                let xs = values(n * cols, (n * 7 + rows) as u64);
+                let xq: Vec<QuantVec> = xs
+                    .chunks_exact(cols)
+                    .map(|x| QuantVec::new(x, gs))
+                    .collect();
+                let q: Vec<i8> = xq.iter().flat_map(|x| x.q.clone()).collect();
+                let s: Vec<f32> = xq.iter().flat_map(|x| x.s.clone()).collect();
+                let ng = cols / gs;
+                let x = Xq {
+                    q: q.as_ptr(),
+                    ldq: cols,
+                    s: s.as_ptr(),
+                    lds: ng,
+                    n,
+                };
+                for r0 in (0..rows).step_by(BLOCK_ROWS) {
+                    for r1 in [rows, (r0 + BLOCK_ROWS).min(rows), (r0 + 1).min(rows)] {
+                        let mut want = vec![0.0f32; n * rows];
+                        for (v, o) in want.chunks_exact_mut(rows).enumerate() {
+                            let w = &wq.q[r0 * cols..];
+                            let sw = &wq.s[r0 * ng..];
+                            q8_rows_portable(
+                                w,
+                                sw,
+                                cols,
+                                gs,
+                                &xq[v].q,
+                                &xq[v].s,
+                                &mut o[..r1 - r0],
+                            );
+                        }
+                        for (name, kernel) in &kernels {
+                            let mut got = vec![0.0f32; n * rows];
+                            // SAFETY: features checked; x holds n vectors; got n * rows floats.
+                            unsafe { kernel(&m, r0, r1, x, got.as_mut_ptr(), rows) };
+                            let same = want
+                                .iter()
+                                .zip(&got)
+                                .all(|(a, b)| a.to_bits() == b.to_bits());
+                            assert!(same, "{name} {rows}x{cols} gs {gs} n {n} rows {r0}..{r1}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packing_keeps_every_value_and_refuses_odd_groups() {
+        let (rows, cols, gs) = (19, 12, 4);
+        let wq = QuantVec::new(&values(rows * cols, 3), gs);
+        let m = PackedQ8::new(&wq.q, &wq.s, rows, cols, gs).unwrap();
+        let mut row = vec![0.0; cols];
+        for r in 0..rows {
+            m.row_into(r, &mut row);
+            for (j, v) in row.iter().enumerate() {
+                assert_eq!(*v, wq.q[r * cols + j] as f32 * wq.s[r * cols / gs + j / gs]);
+            }
+        }
+        assert!(PackedQ8::new(&wq.q, &wq.s, rows, cols, 2).is_none());
+        assert!(PackedQ8::new(&wq.q, &wq.s, rows, cols, 0).is_none());
+    }
+}
