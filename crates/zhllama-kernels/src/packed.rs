@@ -16,8 +16,8 @@
 //! packed lines, any batch, block or thread count give the same bits.
 //!
 //! Layout: block `b` (rows `16b..16b + 16`, the last one zero-padded) holds lines `b * cols / 4
-//! ..`, and per group 16 scales and 16 corrections (`128 · Σ w` over the group, for VNNI's
-//! unsigned operand, see [`vnni`]). Weights must be in ±127, as every writer of FORMATS.md
+//! ..`, and per group 16 scales: the same bytes as the row-major matrix, so a memory-bound
+//! product reads no more than before. Weights must be in ±127, as every writer of FORMATS.md
 //! §1.3 makes them (`max|w| / 127` scales); a stray −128 is read as −127.
 
 #[cfg(target_arch = "x86_64")]
@@ -31,7 +31,7 @@ pub const BLOCK_ROWS: usize = 16;
 #[repr(C, align(64))]
 struct Line([i8; 64]);
 
-/// 16 lanes aligned to a cache line: one block's scales or corrections for one group.
+/// 16 lanes aligned to a cache line: one block's scales for one group.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Lanes<T: Copy>([T; BLOCK_ROWS]);
@@ -43,7 +43,6 @@ pub struct PackedQ8 {
     /// a TLB miss every 64 lines (a fifth of the speed of a 110M model's single stream here).
     lines: memmap2::MmapMut,
     scales: Vec<Lanes<f32>>,
-    corr: Vec<Lanes<i32>>,
     rows: usize,
     cols: usize,
     gs: usize,
@@ -77,7 +76,6 @@ impl PackedQ8 {
         let lines: &mut [Line] =
             unsafe { std::slice::from_raw_parts_mut(map.as_mut_ptr().cast(), blocks * steps) };
         let mut scales = vec![Lanes([0.0f32; BLOCK_ROWS]); blocks * ng];
-        let mut corr = vec![Lanes([0i32; BLOCK_ROWS]); blocks * ng];
         for r in 0..rows {
             let (b, lane) = (r / BLOCK_ROWS, r % BLOCK_ROWS);
             let row = &q[r * cols..(r + 1) * cols];
@@ -89,17 +87,11 @@ impl PackedQ8 {
             }
             for g in 0..ng {
                 scales[b * ng + g].0[lane] = s[r * ng + g];
-                let sum: i32 = row[g * gs..(g + 1) * gs]
-                    .iter()
-                    .map(|&w| w.max(-127) as i32)
-                    .sum();
-                corr[b * ng + g].0[lane] = 128 * sum;
             }
         }
         Some(PackedQ8 {
             lines: map,
             scales,
-            corr,
             rows,
             cols,
             gs,
@@ -231,8 +223,8 @@ fn vector_group(left: usize, max: usize) -> usize {
 
 /// AVX-512 VNNI, 512-bit: `vpdpbusd` takes the unsigned operand from the vector (`x ^ 0x80`,
 /// i.e. `x + 128`, 1..=255 for x in ±127) and the signed one from the weights, so a lane gets
-/// `Σ (x + 128)·w = Σ x·w + 128·Σ w`; the packed corrections take the second term off, once
-/// per group. `RB` blocks × `V` vectors of accumulators (int32 and f32), at most 28 registers.
+/// `Σ (x + 128)·w = Σ x·w + 128·Σ w`; a second `vpdpbusd` per line with 128 in every byte
+/// sums `128·Σ w` beside it (shared by all the vectors of a pass), taken off once per group. `RB` blocks × `V` vectors of accumulators (int32 and f32), at most 28 registers.
 #[cfg(target_arch = "x86_64")]
 mod vnni {
     use super::{vector_group, PackedQ8, Xq, BLOCK_ROWS};
@@ -331,21 +323,24 @@ mod vnni {
         let mut facc = _mm512_setzero_ps();
         for g in 0..ng {
             let mut a = [_mm512_setzero_si512(); 4];
+            let mut c = [_mm512_setzero_si512(); 2];
             let (mut k, kend) = (g * spg, (g + 1) * spg);
             while k + 4 <= kend {
                 for (i, a) in a.iter_mut().enumerate() {
                     let (xb, w) = line(k + i);
                     *a = _mm512_dpbusd_epi32(*a, xb, w);
+                    c[i % 2] = _mm512_dpbusd_epi32(c[i % 2], bias, w);
                 }
                 k += 4;
             }
             while k < kend {
                 let (xb, w) = line(k);
                 a[0] = _mm512_dpbusd_epi32(a[0], xb, w);
+                c[0] = _mm512_dpbusd_epi32(c[0], bias, w);
                 k += 1;
             }
             let sum = _mm512_add_epi32(_mm512_add_epi32(a[0], a[1]), _mm512_add_epi32(a[2], a[3]));
-            let corr = _mm512_load_si512(m.corr.as_ptr().add(p.b * ng + g).cast());
+            let corr = _mm512_add_epi32(c[0], c[1]);
             let sw = _mm512_load_ps(m.scales.as_ptr().add(p.b * ng + g).cast());
             let isum = _mm512_sub_epi32(sum, corr);
             let sc = _mm512_mul_ps(sw, _mm512_set1_ps(*p.x.s.add(g)));
@@ -372,6 +367,7 @@ mod vnni {
         let mut facc = [[_mm512_setzero_ps(); V]; RB];
         for g in 0..ng {
             let mut iacc = [[_mm512_setzero_si512(); V]; RB];
+            let mut corr = [_mm512_setzero_si512(); RB];
             for k in g * spg..(g + 1) * spg {
                 let mut xb = [bias; V];
                 for (v, xb) in xb.iter_mut().enumerate() {
@@ -382,11 +378,12 @@ mod vnni {
                             .read_unaligned();
                     *xb = _mm512_xor_si512(_mm512_set1_epi32(four), bias);
                 }
-                for (rb, iacc) in iacc.iter_mut().enumerate() {
+                for (rb, (iacc, corr)) in iacc.iter_mut().zip(corr.iter_mut()).enumerate() {
                     if prefetch {
                         _mm_prefetch(lines.add((RB + rb) * steps + k).cast(), _MM_HINT_T0);
                     }
                     let w = _mm512_load_si512(lines.add(rb * steps + k).cast());
+                    *corr = _mm512_dpbusd_epi32(*corr, bias, w);
                     for v in 0..V {
                         iacc[v] = _mm512_dpbusd_epi32(iacc[v], xb[v], w);
                     }
@@ -394,10 +391,9 @@ mod vnni {
             }
             for (rb, (facc, iacc)) in facc.iter_mut().zip(&iacc).enumerate() {
                 let at = (p.b + rb) * ng + g;
-                let corr = _mm512_load_si512(m.corr.as_ptr().add(at).cast());
                 let sw = _mm512_load_ps(m.scales.as_ptr().add(at).cast());
                 for v in 0..V {
-                    let isum = _mm512_sub_epi32(iacc[v], corr);
+                    let isum = _mm512_sub_epi32(iacc[v], corr[rb]);
                     let sc = _mm512_mul_ps(sw, _mm512_set1_ps(*p.x.s.add(v * p.x.lds + g)));
                     let term = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), sc);
                     facc[v] = _mm512_add_ps(facc[v], term);
