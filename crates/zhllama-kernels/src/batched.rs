@@ -37,6 +37,7 @@ pub struct BatchInput<'a> {
 
 /// `n` vectors quantized in groups (FORMATS.md §1.3), contiguous: vector `v`'s values at
 /// `q[v * cols..]`, its scales at `s[v * cols / gs..]`.
+#[derive(Clone)]
 struct Quantized {
     q: Vec<i8>,
     s: Vec<f32>,
@@ -174,14 +175,7 @@ unsafe fn block(
             // row-major int8 (group sizes the packed kernels do not take): one vector at a time
             let ng = cols / gs;
             let (wq, ws) = (&q[r.start * cols..], &s[r.start * ng..]);
-            let again;
-            let xq = match x.q.as_ref().filter(|xq| xq.gs == gs) {
-                Some(xq) => xq,
-                None => {
-                    again = requantized(x, gs);
-                    &again
-                }
-            };
+            let xq = quantized(x, gs);
             let mut o = vec![0.0f32; r.len()];
             for i in v.clone() {
                 let (q, s) = (&xq.q[i * cols..(i + 1) * cols], &xq.s[i * ng..(i + 1) * ng]);
@@ -193,14 +187,7 @@ unsafe fn block(
         MatRef::Q8Packed { p, r0, .. } => {
             let gs = p.group_size();
             let ng = cols / gs;
-            let again;
-            let xq = match x.q.as_ref().filter(|xq| xq.gs == gs) {
-                Some(xq) => xq,
-                None => {
-                    again = requantized(x, gs);
-                    &again
-                }
-            };
+            let xq = quantized(x, gs);
             let xp = packed::Xq {
                 q: xq.q.as_ptr().add(v.start * cols),
                 ldq: cols,
@@ -217,12 +204,15 @@ unsafe fn block(
     }
 }
 
-/// `x` quantized in groups of `gs` (never needed inside one model, whose matrices share one
-/// group size).
-fn requantized(x: &BatchInput<'_>, gs: usize) -> Quantized {
-    match BatchInput::new(x.xs, x.n, Some(gs)).q {
-        Some(q) => q,
-        None => unreachable!("a group size was given"),
+/// `x`'s int8 groups for group size `gs`: those it carries, or (never the case inside one
+/// model, whose matrices share one group size) quantized anew.
+fn quantized<'x>(x: &'x BatchInput<'_>, gs: usize) -> std::borrow::Cow<'x, Quantized> {
+    match x.q.as_ref().filter(|xq| xq.gs == gs) {
+        Some(xq) => std::borrow::Cow::Borrowed(xq),
+        None => match BatchInput::new(x.xs, x.n, Some(gs)).q {
+            Some(q) => std::borrow::Cow::Owned(q),
+            None => unreachable!("a group size was given"),
+        },
     }
 }
 
