@@ -43,5 +43,5 @@ pub use dispatch::{cpu_features, simd_level, Simd};
 pub use float::{dot, f32_rows};
 pub use int8::{dot_i8, q8_rows, q8_rows_portable, quantize_groups, QuantVec};
 pub use matmul::{block_rows, matmul, matmul_many, swiglu, MatRef};
-pub use packed::PackedQ8;
+pub use packed::{PackedQ8, Q8Source};
 pub use vector::{attend, rmsnorm, rmsnorm_inplace, softmax};

@@ -36,13 +36,71 @@ struct Line([i8; 64]);
 #[repr(C, align(64))]
 struct Lanes<T: Copy>([T; BLOCK_ROWS]);
 
-/// An int8 matrix `(rows, cols)` in groups of `gs` (a multiple of 4), packed (module doc).
+/// A row-major int8 matrix to pack: `q` (`rows * cols` values) and its group scales `s`
+/// (`rows * cols / gs`, row after row).
+#[derive(Clone, Copy, Debug)]
+pub struct Q8Source<'a> {
+    /// The values, row-major.
+    pub q: &'a [i8],
+    /// The scales, `cols / gs` per row.
+    pub s: &'a [f32],
+    /// Output features.
+    pub rows: usize,
+    /// Input features.
+    pub cols: usize,
+    /// Group size.
+    pub gs: usize,
+}
+
+impl Q8Source<'_> {
+    /// Whether the packed kernels take this group size: a positive multiple of 4 dividing
+    /// `cols`.
+    fn packable(&self) -> bool {
+        self.gs > 0 && self.gs.is_multiple_of(4) && self.cols.is_multiple_of(self.gs)
+    }
+
+    /// The 64-byte units the packed matrix takes: (lines, scales).
+    fn units(&self) -> (usize, usize) {
+        let blocks = self.rows.div_ceil(BLOCK_ROWS);
+        (blocks * self.cols / 4, blocks * (self.cols / self.gs))
+    }
+}
+
+/// The memory packed matrices live in: anonymous pages with the transparent-huge-page hint,
+/// as the engine maps its weights, since a product streams them and 4 KiB pages cost a TLB
+/// miss every 64 lines. One region holds all the matrices of a model
+/// ([`PackedQ8::pack_all`]): every matrix of a 110M model is smaller than a 2 MiB page, so
+/// regions of their own got no huge pages at all, and a memory-bound product ran at 60–80%
+/// of the speed (Zen 4, AVX2).
+struct Region(memmap2::MmapMut);
+
+impl Region {
+    /// A zeroed region of `units` 64-byte units.
+    fn new(units: usize) -> Option<Region> {
+        let map = memmap2::MmapOptions::new()
+            .len((64 * units).max(1))
+            .map_anon()
+            .ok()?;
+        #[cfg(target_os = "linux")]
+        let _ = map.advise(memmap2::Advice::HugePage); // a hint; fine if refused
+        Some(Region(map))
+    }
+
+    /// Unit `i` onwards, as `T`s (64 bytes each, 64-aligned).
+    #[inline]
+    fn at<T>(&self, i: usize) -> *const T {
+        debug_assert!(std::mem::size_of::<T>() == 64 && 64 * i <= self.0.len());
+        // SAFETY: in bounds (the callers' units lie inside the region).
+        unsafe { self.0.as_ptr().add(64 * i).cast() }
+    }
+}
+
+/// An int8 matrix `(rows, cols)` in groups of `gs` (a multiple of 4), packed (module doc): its
+/// lines from unit `lines_at` of its region, its per-group scales from `scales_at`.
 pub struct PackedQ8 {
-    /// The lines, in memory of their own: anonymous pages with the transparent-huge-page hint,
-    /// as the engine maps its weights, since a product streams them and 4 KiB pages would cost
-    /// a TLB miss every 64 lines (a fifth of the speed of a 110M model's single stream here).
-    lines: memmap2::MmapMut,
-    scales: Vec<Lanes<f32>>,
+    region: std::sync::Arc<Region>,
+    lines_at: usize,
+    scales_at: usize,
     rows: usize,
     cols: usize,
     gs: usize,
@@ -57,45 +115,74 @@ impl std::fmt::Debug for PackedQ8 {
 impl PackedQ8 {
     /// Packs the row-major int8 matrix `q` (`rows * cols`) with its scales `s` (`rows * cols /
     /// gs`); `None` when `gs` is not a positive multiple of 4 dividing `cols` (such matrices
-    /// stay row-major and run the portable kernel).
+    /// stay row-major and run the portable kernel) or no memory could be mapped.
     pub fn new(q: &[i8], s: &[f32], rows: usize, cols: usize, gs: usize) -> Option<PackedQ8> {
-        if gs == 0 || !gs.is_multiple_of(4) || !cols.is_multiple_of(gs) {
-            return None;
-        }
-        assert!(q.len() >= rows * cols && s.len() >= rows * (cols / gs));
-        let (steps, ng, blocks) = (cols / 4, cols / gs, rows.div_ceil(BLOCK_ROWS));
-        let mut map = memmap2::MmapOptions::new()
-            .len((blocks * steps * 64).max(1))
-            .map_anon()
-            .ok()?;
-        // a hint; fine if refused
-        #[cfg(target_os = "linux")]
-        let _ = map.advise(memmap2::Advice::HugePage);
-        // SAFETY: the mapping is page-aligned (so 64-byte aligned), zeroed, and holds
-        // blocks * steps lines; every byte pattern is a valid Line.
-        let lines: &mut [Line] =
-            unsafe { std::slice::from_raw_parts_mut(map.as_mut_ptr().cast(), blocks * steps) };
-        let mut scales = vec![Lanes([0.0f32; BLOCK_ROWS]); blocks * ng];
-        for r in 0..rows {
-            let (b, lane) = (r / BLOCK_ROWS, r % BLOCK_ROWS);
-            let row = &q[r * cols..(r + 1) * cols];
-            for (k, four) in row.chunks_exact(4).enumerate() {
-                let line = &mut lines[b * steps + k].0[4 * lane..4 * lane + 4];
-                for (o, &w) in line.iter_mut().zip(four) {
-                    *o = w.max(-127);
-                }
-            }
-            for g in 0..ng {
-                scales[b * ng + g].0[lane] = s[r * ng + g];
-            }
-        }
-        Some(PackedQ8 {
-            lines: map,
-            scales,
+        let src = Q8Source {
+            q,
+            s,
             rows,
             cols,
             gs,
-        })
+        };
+        Self::pack_all(&[src]).pop().flatten()
+    }
+
+    /// Packs every matrix of `srcs` into one region, in parallel on the current rayon pool:
+    /// `None` for each one [`PackedQ8::new`] would refuse, and for all when the region could
+    /// not be mapped.
+    pub fn pack_all(srcs: &[Q8Source<'_>]) -> Vec<Option<PackedQ8>> {
+        use rayon::prelude::*;
+        let sizes: Vec<(usize, usize)> = srcs
+            .iter()
+            .map(|m| if m.packable() { m.units() } else { (0, 0) })
+            .collect();
+        let total = sizes.iter().map(|(l, s)| l + s).sum();
+        let Some(mut region) = Region::new(total) else {
+            return srcs.iter().map(|_| None).collect();
+        };
+        // each matrix's units, split off the region in order, filled in parallel
+        let units: &mut [[u8; 64]] = {
+            let bytes = &mut region.0[..64 * total];
+            // SAFETY: whole 64-byte units of the region; [u8; 64] has alignment 1.
+            unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast(), total) }
+        };
+        let mut rest = units;
+        let mut jobs = Vec::with_capacity(srcs.len());
+        for (src, &(nl, ns)) in srcs.iter().zip(&sizes) {
+            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(nl + ns);
+            rest = tail;
+            if src.packable() {
+                jobs.push((src, mine.split_at_mut(nl)));
+            }
+        }
+        jobs.into_par_iter().for_each(|(src, (lines, scales))| {
+            // SAFETY: the units are 64-byte aligned (the region is page-aligned and every unit
+            // 64 bytes), and every byte pattern is a valid Line or Lanes<f32>.
+            let (lines, scales) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast(), lines.len()),
+                    std::slice::from_raw_parts_mut(scales.as_mut_ptr().cast(), scales.len()),
+                )
+            };
+            fill(src, lines, scales)
+        });
+        let region = std::sync::Arc::new(region);
+        let mut at = 0;
+        srcs.iter()
+            .zip(sizes)
+            .map(|(src, (nl, ns))| {
+                let here = at;
+                at += nl + ns;
+                src.packable().then(|| PackedQ8 {
+                    region: region.clone(),
+                    lines_at: here,
+                    scales_at: here + nl,
+                    rows: src.rows,
+                    cols: src.cols,
+                    gs: src.gs,
+                })
+            })
+            .collect()
     }
 
     /// Output features.
@@ -122,8 +209,16 @@ impl PackedQ8 {
     #[inline]
     fn lines(&self) -> &[Line] {
         let n = self.rows.div_ceil(BLOCK_ROWS) * self.cols / 4;
-        // SAFETY: as in `new`: aligned, initialised, n lines long, and read-only from here on.
-        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast(), n) }
+        // SAFETY: filled by `pack_all`: aligned, n lines long, read-only from then on.
+        unsafe { std::slice::from_raw_parts(self.region.at(self.lines_at), n) }
+    }
+
+    /// The scales: block `b`'s for group `g` at `b * cols / gs + g`.
+    #[inline]
+    fn scales(&self) -> &[Lanes<f32>] {
+        let n = self.rows.div_ceil(BLOCK_ROWS) * (self.cols / self.gs);
+        // SAFETY: as `lines`.
+        unsafe { std::slice::from_raw_parts(self.region.at(self.scales_at), n) }
     }
 
     /// Weight `(r, j)`.
@@ -137,7 +232,27 @@ impl PackedQ8 {
     pub fn row_into(&self, r: usize, out: &mut [f32]) {
         let (b, lane, ng) = (r / BLOCK_ROWS, r % BLOCK_ROWS, self.cols / self.gs);
         for (j, o) in out.iter_mut().enumerate().take(self.cols) {
-            *o = self.at(r, j) as f32 * self.scales[b * ng + j / self.gs].0[lane];
+            *o = self.at(r, j) as f32 * self.scales()[b * ng + j / self.gs].0[lane];
+        }
+    }
+}
+
+/// Packs `src` into its `lines` and `scales` (zeroed: the last block's missing rows stay 0).
+fn fill(src: &Q8Source<'_>, lines: &mut [Line], scales: &mut [Lanes<f32>]) {
+    let (rows, cols, gs) = (src.rows, src.cols, src.gs);
+    assert!(src.q.len() >= rows * cols && src.s.len() >= rows * (cols / gs));
+    let (steps, ng) = (cols / 4, cols / gs);
+    for r in 0..rows {
+        let (b, lane) = (r / BLOCK_ROWS, r % BLOCK_ROWS);
+        let row = &src.q[r * cols..(r + 1) * cols];
+        for (k, four) in row.chunks_exact(4).enumerate() {
+            let line = &mut lines[b * steps + k].0[4 * lane..4 * lane + 4];
+            for (o, &w) in line.iter_mut().zip(four) {
+                *o = w.max(-127);
+            }
+        }
+        for g in 0..ng {
+            scales[b * ng + g].0[lane] = src.s[r * ng + g];
         }
     }
 }
@@ -202,7 +317,7 @@ pub(crate) unsafe fn portable(
                         }
                     }
                 }
-                let (sw, sx) = (&m.scales[b * ng + g].0, *x.s.add(v * x.lds + g));
+                let (sw, sx) = (&m.scales()[b * ng + g].0, *x.s.add(v * x.lds + g));
                 for lane in 0..BLOCK_ROWS {
                     acc[lane] += isum[lane] as f32 * (sw[lane] * sx);
                 }
@@ -341,7 +456,7 @@ mod vnni {
             }
             let sum = _mm512_add_epi32(_mm512_add_epi32(a[0], a[1]), _mm512_add_epi32(a[2], a[3]));
             let corr = _mm512_add_epi32(c[0], c[1]);
-            let sw = _mm512_load_ps(m.scales.as_ptr().add(p.b * ng + g).cast());
+            let sw = _mm512_load_ps(m.scales().as_ptr().add(p.b * ng + g).cast());
             let isum = _mm512_sub_epi32(sum, corr);
             let sc = _mm512_mul_ps(sw, _mm512_set1_ps(*p.x.s.add(g)));
             facc = _mm512_add_ps(facc, _mm512_mul_ps(_mm512_cvtepi32_ps(isum), sc));
@@ -391,7 +506,7 @@ mod vnni {
             }
             for (rb, (facc, iacc)) in facc.iter_mut().zip(&iacc).enumerate() {
                 let at = (p.b + rb) * ng + g;
-                let sw = _mm512_load_ps(m.scales.as_ptr().add(at).cast());
+                let sw = _mm512_load_ps(m.scales().as_ptr().add(at).cast());
                 for v in 0..V {
                     let isum = _mm512_sub_epi32(iacc[v], corr[rb]);
                     let sc = _mm512_mul_ps(sw, _mm512_set1_ps(*p.x.s.add(v * p.x.lds + g)));
@@ -449,10 +564,9 @@ mod avx2 {
             let mut b = b0;
             while b < b1 {
                 let p = (m, b, r0, r1, xv, o, ldo);
-                b += match (nv, b1 - b) {
-                    (1, 2..) => pass::<2, 1>(p),
-                    (1, _) => pass::<1, 1>(p),
-                    (_, _) => pass::<1, 2>(p),
+                b += match nv {
+                    1 => one_vector(p),
+                    _ => pass::<1, 2>(p),
                 };
             }
             v0 += nv;
@@ -460,6 +574,68 @@ mod avx2 {
     }
 
     type Pass<'a> = (&'a PackedQ8, usize, usize, usize, Xq, *mut f32, usize);
+
+    /// One vector, block `b`: as the VNNI kernel's, the block's lines are read as one stream
+    /// with a prefetch 8 KiB ahead (without it, two blocks at a time or not, the hardware
+    /// prefetchers left a memory-sized product at 60% of the row-major kernel's speed on
+    /// Zen 4), into two partial int32 sums per half (exact in any order). Returns 1.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn one_vector(p: Pass<'_>) -> usize {
+        const AHEAD: usize = 128;
+        let (m, b, r0, r1, x, out, _) = p;
+        let (steps, ng, spg) = (m.cols / 4, m.cols / m.gs, m.gs / 4);
+        let ones = _mm256_set1_epi16(1);
+        let end = m.lines().len();
+        let at = b * steps;
+        let lines = m.lines().as_ptr().cast::<i8>();
+        // the products of line k with the vector's columns 4k..4k + 4: (rows 0..8, rows 8..16)
+        let line = |k: usize| {
+            if at + k + AHEAD < end {
+                _mm_prefetch(lines.add((at + k + AHEAD) * 64), _MM_HINT_T0);
+            }
+            let xb = _mm256_set1_epi32(x.q.add(4 * k).cast::<i32>().read_unaligned());
+            let ax = _mm256_sign_epi8(xb, xb);
+            let l = lines.add((at + k) * 64);
+            let half = |h: usize| {
+                let w = _mm256_load_si256(l.add(32 * h).cast());
+                _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(w, xb)), ones)
+            };
+            (half(0), half(1))
+        };
+        let mut facc = [_mm256_setzero_ps(); 2];
+        for g in 0..ng {
+            let mut a = [_mm256_setzero_si256(); 4];
+            let (mut k, kend) = (g * spg, (g + 1) * spg);
+            while k + 2 <= kend {
+                for i in 0..2 {
+                    let (lo, hi) = line(k + i);
+                    a[2 * i] = _mm256_add_epi32(a[2 * i], lo);
+                    a[2 * i + 1] = _mm256_add_epi32(a[2 * i + 1], hi);
+                }
+                k += 2;
+            }
+            if k < kend {
+                let (lo, hi) = line(k);
+                a[0] = _mm256_add_epi32(a[0], lo);
+                a[1] = _mm256_add_epi32(a[1], hi);
+            }
+            let sw = m.scales().as_ptr().add(b * ng + g).cast::<f32>();
+            let sx = _mm256_set1_ps(*x.s.add(g));
+            for (h, facc) in facc.iter_mut().enumerate() {
+                let isum = _mm256_add_epi32(a[h], a[h + 2]);
+                let sc = _mm256_mul_ps(_mm256_load_ps(sw.add(8 * h)), sx);
+                *facc = _mm256_add_ps(*facc, _mm256_mul_ps(_mm256_cvtepi32_ps(isum), sc));
+            }
+        }
+        let row = b * BLOCK_ROWS;
+        let valid = (r1 - row).min(BLOCK_ROWS);
+        let mut lanes = [0.0f32; BLOCK_ROWS];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), facc[0]);
+        _mm256_storeu_ps(lanes.as_mut_ptr().add(8), facc[1]);
+        std::ptr::copy_nonoverlapping(lanes.as_ptr(), out.add(row - r0), valid);
+        1
+    }
 
     /// `RB` blocks from block `b` × the `V` vectors of `x`; returns `RB`.
     #[inline]
@@ -493,7 +669,7 @@ mod avx2 {
                 }
             }
             for (rb, (facc, iacc)) in facc.iter_mut().zip(&iacc).enumerate() {
-                let sw = m.scales.as_ptr().add((b + rb) * ng + g).cast::<f32>();
+                let sw = m.scales().as_ptr().add((b + rb) * ng + g).cast::<f32>();
                 for (half, (facc, iacc)) in facc.iter_mut().zip(iacc).enumerate() {
                     let sw = _mm256_load_ps(sw.add(8 * half));
                     for v in 0..V {
@@ -628,5 +804,44 @@ mod tests {
         }
         assert!(PackedQ8::new(&wq.q, &wq.s, rows, cols, 2).is_none());
         assert!(PackedQ8::new(&wq.q, &wq.s, rows, cols, 0).is_none());
+    }
+
+    /// Several matrices in one region, one of them refused in the middle: each keeps its own
+    /// values and scales.
+    #[test]
+    fn matrices_packed_together_keep_their_own_values() {
+        let shapes = [(19, 12, 4), (5, 6, 2), (33, 64, 32), (1, 8, 8)];
+        let quants: Vec<QuantVec> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, &(r, c, gs))| QuantVec::new(&values(r * c, 10 + i as u64), gs))
+            .collect();
+        let srcs: Vec<Q8Source<'_>> = shapes
+            .iter()
+            .zip(&quants)
+            .map(|(&(rows, cols, gs), wq)| Q8Source {
+                q: &wq.q,
+                s: &wq.s,
+                rows,
+                cols,
+                gs,
+            })
+            .collect();
+        let packed = PackedQ8::pack_all(&srcs);
+        assert!(packed[1].is_none());
+        for (src, p) in srcs.iter().zip(&packed).filter(|(s, _)| s.gs != 2) {
+            let p = p.as_ref().expect("packable");
+            let mut row = vec![0.0; src.cols];
+            for r in 0..src.rows {
+                p.row_into(r, &mut row);
+                for (j, v) in row.iter().enumerate() {
+                    let ng = src.cols / src.gs;
+                    assert_eq!(
+                        *v,
+                        src.q[r * src.cols + j] as f32 * src.s[r * ng + j / src.gs]
+                    );
+                }
+            }
+        }
     }
 }

@@ -5,10 +5,8 @@
 
 use std::ops::Range;
 
-use rayon::prelude::*;
-
 use super::header::Config;
-use zhllama_kernels::{MatRef, PackedQ8};
+use zhllama_kernels::{MatRef, PackedQ8, Q8Source};
 
 /// One kind of tensor in a checkpoint body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -314,41 +312,81 @@ impl Storage {
         .flat_map(|m| m.iter_mut())
         .chain([&mut layout.tok_emb, &mut layout.wcls])
         .collect();
-        // one packing per distinct matrix (the classifier may be the embedding)
-        let mut starts: Vec<usize> = mats
+        // one packing per distinct matrix (the classifier may be the embedding), all into one
+        // region of memory
+        let mut q8: Vec<(usize, Q8Source<'_>)> = mats
             .iter()
-            .filter_map(|m| match m {
-                Mat::Q8 { q, gs, .. } if gs.is_multiple_of(4) => Some(q.start),
-                _ => None,
-            })
-            .collect();
-        starts.sort_unstable();
-        starts.dedup();
-        let packed: Vec<(usize, PackedQ8)> = starts
-            .par_iter()
-            .filter_map(|&start| {
-                let m = mats
-                    .iter()
-                    .find(|m| matches!(m, Mat::Q8 { q, .. } if q.start == start))?;
-                match st.mat(m) {
+            .filter_map(|m| match (m, st.mat(m)) {
+                (
+                    Mat::Q8 { q: range, .. },
                     MatRef::Q8 {
                         q,
                         s,
                         rows,
                         cols,
                         gs,
-                    } => Some((start, PackedQ8::new(q, s, rows, cols, gs)?)),
-                    _ => None,
-                }
+                    },
+                ) => Some((
+                    range.start,
+                    Q8Source {
+                        q,
+                        s,
+                        rows,
+                        cols,
+                        gs,
+                    },
+                )),
+                _ => None,
             })
+            .collect();
+        q8.sort_unstable_by_key(|(start, _)| *start);
+        q8.dedup_by_key(|(start, _)| *start);
+        let sources: Vec<Q8Source<'_>> = q8.iter().map(|(_, src)| *src).collect();
+        let packed: Vec<(usize, PackedQ8)> = PackedQ8::pack_all(&sources)
+            .into_iter()
+            .zip(&q8)
+            .filter_map(|(p, &(start, _))| Some((start, p?)))
             .collect();
         for m in mats.iter_mut() {
             if let Mat::Q8 { q, packed: idx, .. } = m {
                 *idx = packed.binary_search_by_key(&q.start, |(s, _)| *s).ok();
             }
         }
+        let released: Vec<std::ops::Range<usize>> = mats
+            .iter()
+            .filter_map(|m| match m {
+                Mat::Q8 {
+                    q, packed: Some(_), ..
+                } => Some(q.clone()),
+                _ => None,
+            })
+            .collect();
         st.packed = packed.into_iter().map(|(_, p)| p).collect();
+        st.release(&released);
         st
+    }
+
+    /// Gives the memory of these byte ranges of the map back to the system: the row-major
+    /// values of the packed matrices, never read again (`mat` hands out the packed copy), so
+    /// that a model holds its int8 weights once. Only whole pages inside a range go, and
+    /// nothing else in the map is touched; a refused request changes nothing.
+    fn release(&self, ranges: &[std::ops::Range<usize>]) {
+        #[cfg(unix)]
+        for r in ranges {
+            const PAGE: usize = 4096;
+            let (a, b) = (r.start.div_ceil(PAGE) * PAGE, r.end / PAGE * PAGE);
+            if a < b {
+                // SAFETY: no reference into these bytes outlives this call or is made later:
+                // their matrices read the packed copy only. An anonymous copy's pages then
+                // read as zeros, a file's are read from the file again.
+                let _ = unsafe {
+                    self.map
+                        .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, b - a)
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ranges;
     }
 
     /// The whole file as f32 values (the file size is a multiple of 4, checked before).
