@@ -125,10 +125,18 @@ pub struct Generator {
     prefill_logits: Vec<f32>,
 }
 
-impl Generator {
-    /// Prepares a generation with `model`'s tokenizer. Errors when the model has no tokenizer
-    /// or an option is NaN.
-    pub fn new(model: &Model, prompt: &str, opts: &GenerateOptions) -> Result<Generator> {
+/// What a generation starts from, the same for [`Generator`] and the scheduler's requests.
+pub(crate) struct Start {
+    /// The prompt's token ids, BOS first.
+    pub tokens: Vec<u32>,
+    pub sampler: Sampler,
+    /// Positions to run: `opts.steps`, or the whole context when that is 0 or beyond it.
+    pub steps: usize,
+}
+
+impl Start {
+    /// Errors when the model has no tokenizer or an option is NaN.
+    pub fn new(model: &Model, prompt: &str, opts: &GenerateOptions) -> Result<Start> {
         let tok = model.tokenizer().ok_or_else(|| {
             Error::bad_arg("generation needs a tokenizer; load the model with one")
         })?;
@@ -139,7 +147,23 @@ impl Generator {
         } else {
             opts.steps
         };
-        let tokens = tok.encode(prompt, true, false);
+        Ok(Start {
+            tokens: tok.encode(prompt, true, false),
+            sampler,
+            steps,
+        })
+    }
+}
+
+impl Generator {
+    /// Prepares a generation with `model`'s tokenizer. Errors when the model has no tokenizer
+    /// or an option is NaN.
+    pub fn new(model: &Model, prompt: &str, opts: &GenerateOptions) -> Result<Generator> {
+        let Start {
+            tokens,
+            sampler,
+            steps,
+        } = Start::new(model, prompt, opts)?;
         Ok(Generator {
             tokens,
             sampler,

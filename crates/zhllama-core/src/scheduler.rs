@@ -13,8 +13,8 @@
 //! [`Model::generate`] with the same options and seed, whatever else runs beside it.
 
 use crate::batch::{Entry, Slots};
-use crate::error::{Error, Result};
-use crate::generate::GenerateOptions;
+use crate::error::Result;
+use crate::generate::{GenerateOptions, Start};
 use crate::model::Model;
 use crate::sampler::Sampler;
 use crate::tokenizer::{Utf8Stream, BOS, EOS};
@@ -156,21 +156,16 @@ impl Scheduler {
         prompt: &str,
         opts: &GenerateOptions,
     ) -> Result<RequestId> {
-        let tok = model.tokenizer().ok_or_else(|| {
-            Error::bad_arg("generation needs a tokenizer; load the model with one")
-        })?;
-        let sampler = Sampler::new(opts.temperature, opts.top_p, opts.seed)?;
-        let seq_len = model.seq_len();
-        let steps = if opts.steps == 0 || opts.steps > seq_len {
-            seq_len
-        } else {
-            opts.steps
-        };
+        let Start {
+            tokens,
+            sampler,
+            steps,
+        } = Start::new(model, prompt, opts)?;
         let id = self.next_id;
         self.next_id += 1;
         self.requests.push(Request {
             id,
-            tokens: tok.encode(prompt, true, false),
+            tokens,
             sampler,
             steps,
             stop_at_eos: opts.stop_at_eos,
