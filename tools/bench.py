@@ -41,10 +41,14 @@ def references() -> dict[str, str | None]:
     except benchrefs.ReferenceError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
-    return {
+    refs: dict[str, str | None] = {
         benchrefs.LLAMA2C_ENV: str(l2c) if l2c else None,
         benchrefs.LLAMA_CPP_ENV: str(lcpp[0]) if lcpp else None,
     }
+    if not lcpp and (lib := benchrefs.llama_cpp_library()):
+        # what the engine and server benchmarks compare with when no binaries are given
+        refs["llama.cpp library"] = f"{lib} in the venv"
+    return refs
 
 
 def main(areas: list[str]) -> int:
@@ -103,8 +107,8 @@ def main(areas: list[str]) -> int:
 def header(stamp: dict) -> str:
     """When, where and beside what an area was measured."""
     refs = stamp["references"]
-    used = [f"{k}={v}" for k, v in refs.items() if v]
-    unset = [k for k, v in refs.items() if not v]
+    used = [f"{k}={v}" if k.startswith("ZH_") else f"{k}: {v}" for k, v in refs.items() if v]
+    unset = [k for k, v in refs.items() if not v and k.startswith("ZH_")]
     line = f"Measured {stamp['date']} on {stamp['machine']}. "
     line += f"References: {', '.join(used)}." if used else "References: none."
     if unset:

@@ -12,7 +12,8 @@ tokenizer of that size). Measured, each at 1 and 2 threads:
   `runq` (int8) with OMP_NUM_THREADS when `ZH_REF_LLAMA2C` is set; llama.cpp's
   `llama-bench -p 0 -n 200` on the same weights as GGUF (f32, and q8_0 for int8) when
   `ZH_REF_LLAMA_CPP` is set. Also our effective bandwidth (tokens/s × weight bytes) against the
-  machine's read bandwidth measured in the same run by ../shared/tools/membw.c.
+  machine's read bandwidth measured in the same run by ../shared/tools/membw.c ("cache" for
+  weights under twice the L3 size, which are read largely from the cache).
 - prefill: the time to read a prompt of 64 and of 256 tokens, tokens/s (`-i PROMPT -n N`: all
   N positions are prompt). llama2.c feeds it one token at a time and reports N-1 positions over
   the time after the first (run.c's clock); zhllama-rs reads it in one batched pass and reports
@@ -49,8 +50,6 @@ prints markdown tables.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
@@ -225,6 +224,7 @@ def batch_file(engine: Path, tok: Path, seqs: int) -> Path:
     """seqs prompts of BATCHED_PROMPT tokens each (counting BOS), one a line (cached)."""
     path = BENCH / f"batch{seqs}.txt"
     if not path.exists():
+        BENCH.mkdir(parents=True, exist_ok=True)  # a fresh checkout has no target/bench yet
         lines = []
         for i in range(seqs):
             text = PROMPT_TEXT[i % len(PROMPT_TEXT) :] + PROMPT_TEXT
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     load_before = os.getloadavg()[0]
     skipped = None
-    lib = lcpp is None and importlib.util.find_spec("llama_cpp") is not None
+    lib = lcpp is None and benchrefs.llama_cpp_library() is not None
     if (lcpp is not None or lib) and not ensure_tokenizer().with_suffix(".model").exists():
         spm = TOK5000.with_suffix(".model")
         skipped = f"llama.cpp left out: no sentencepiece {spm} to give it the vocabulary"
@@ -468,11 +468,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def lib_version() -> str:
     return (
-        f"llama-cpp-python {importlib.metadata.version('llama-cpp-python')} (llama.cpp's C "
-        f"library built in this venv), timed by {LLAMA_LIB.relative_to(ROOT)}; weights: our "
+        f"{benchrefs.llama_cpp_library()} (llama.cpp's C library built in this venv), "
+        f"timed by {LLAMA_LIB.relative_to(ROOT)}; weights: our "
         "GGUF export (f32, q8_0)"
     )
 
+
+# weights under twice this size are largely read from the cache
+L3_BYTES = benchrefs.l3_bytes()
 
 SIMD_FLAGS = {
     "avx2",
@@ -512,7 +515,11 @@ def rows_of(figures: dict[Key, list[float]], bw: dict[str, float]) -> list[dict]
             wb = weight_bytes(SHAPES[name], dtype == "int8")
             row["weight_bytes"] = wb
             row["effective_gb_s"] = round(best["zhllama-rs"] * wb / 1e9, 2)
-            if str(t) in bw:
+            if wb < 2 * L3_BYTES:
+                # much of it is read from the cache, not memory: a share of the memory's
+                # bandwidth would be over 100% and mean nothing
+                row["in_cache"] = True
+            elif str(t) in bw:
                 row["fraction_of_membw"] = round(row["effective_gb_s"] / bw[str(t)], 3)
         rows.append(row)
     return rows
@@ -548,6 +555,7 @@ def print_tables(doc: dict, a: argparse.Namespace) -> None:
         if r["test"] != "decode":
             continue
         frac = f"{100 * r['fraction_of_membw']:.0f}%" if "fraction_of_membw" in r else "n/a"
+        frac = "cache" if r.get("in_cache") else frac
         sp = f"{r['int8_vs_f32']:.2f}×" if "int8_vs_f32" in r else ""
         cells = [r["shape"], r["dtype"], str(r["threads"])]
         cells += [_tps(r, p) for p in ("zhllama-rs", "llama2.c", "llama.cpp")]

@@ -11,6 +11,9 @@ them with two environment variables:
   holding `llama-bench`, `llama-batched-bench` and `llama-quantize`; the checkout's
   `convert_hf_to_gguf.py` (found above DIR) makes GGUF files of the benchmark's weights.
 
+Without `ZH_REF_LLAMA_CPP`, llama.cpp's own C library in the venv (llama-cpp-python, `uv sync
+--group llamacpp`) stands in for its binaries where the venv has it (`llama_cpp_library`).
+
 An unset variable means "not configured": the benchmark prints our figures only and says so. A
 variable that is set but points at something unusable is the user's mistake: one line naming the
 folder and what is missing, exit 1 (a silent fallback would print a table without the
@@ -19,6 +22,8 @@ comparison the user asked for).
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import os
 import platform
 from pathlib import Path
@@ -41,6 +46,13 @@ def _dir(env: str) -> Path | None:
     if not path.is_dir():
         raise ReferenceError(f"{env}={value}: not a folder")
     return path
+
+
+def llama_cpp_library() -> str | None:
+    """`llama-cpp-python VERSION` when this Python has llama.cpp's library; None when not."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return None
+    return f"llama-cpp-python {importlib.metadata.version('llama-cpp-python')}"
 
 
 def llama2c() -> Path | None:
@@ -116,6 +128,19 @@ def cpu_name() -> str:
 
 def cpu_flags() -> set[str]:
     return set(_cpuinfo("flags").split())
+
+
+def l3_bytes() -> int:
+    """The size of the biggest cache (L3 where there is one), 0 when unknown (Linux sysfs)."""
+    sizes = []
+    for f in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        text = f.read_text().strip()
+        unit = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+        try:
+            sizes.append(int(text.rstrip("KM")) * unit)
+        except ValueError:
+            continue
+    return max(sizes, default=0)
 
 
 def has_avx512() -> bool:
