@@ -344,7 +344,7 @@ mod kernel_tests {
             return;
         }
         let wide = std::arch::is_x86_feature_detected!("avx512f");
-        for cols in [5, 8, 16, 24, 40, 300, 288, 768, 1376] {
+        for cols in [5, 8, 16, 24, 40, 300, 288, 768, 1032, 1376, 2048, 2056] {
             for rows in [1, 3, 4, 7, 9, 37] {
                 let w = values(rows * cols, cols as u64);
                 for n in [1, 2, 3, 4, 5, 6, 7, 8, 13] {

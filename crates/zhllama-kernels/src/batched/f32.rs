@@ -37,6 +37,11 @@ fn group_max(cols: usize) -> usize {
     (L1_VECTORS_BYTES / (4 * cols).max(1)).clamp(2, GROUP_AVX512)
 }
 
+/// Rows up to this long (columns) go through both passes whole; longer ones in blocks of
+/// `COL_BLOCK` columns (a multiple of 16): 4 rows and 3 vectors of 512 floats take 14 KiB.
+const COLS_IN_L1: usize = 1024;
+const COL_BLOCK: usize = 512;
+
 /// Bytes of a group's vectors that stay in L1 beside the 4 rows they meet.
 const L1_VECTORS_BYTES: usize = 24 * 1024;
 
@@ -149,25 +154,39 @@ unsafe fn quad<const V: usize>(
     pf: Option<Ahead<f32>>,
 ) {
     let end16 = cols / 16 * 16;
-    // pass 1: chunks 0, 16, 32, … (and a last lone chunk of 8) into a
+    // Long rows go in blocks of columns, both passes per block, so that the block's 4 rows
+    // and V vectors stay in L1 for the second pass (4 rows of 2048 floats alone fill it). Each
+    // chain still meets its chunks in ascending order: a at 0, 16, 32, …, b at 8, 24, 40, ….
+    let block = if cols > COLS_IN_L1 {
+        COL_BLOCK
+    } else {
+        end16.max(16)
+    };
     let mut a = [[_mm256_setzero_ps(); V]; 4];
-    let mut j = 0;
-    while j < end16 {
-        prefetch4(pf, j);
-        step::<V>(&mut a, w, cols, x, ldx, j);
-        j += 16;
+    let mut b = [[_mm256_setzero_ps(); V]; 4];
+    let mut c0 = 0;
+    while c0 < end16 {
+        let c1 = (c0 + block).min(end16);
+        // pass 1: the even chunks into a
+        let mut j = c0;
+        while j < c1 {
+            prefetch4(pf, j);
+            step::<V>(&mut a, w, cols, x, ldx, j);
+            j += 16;
+        }
+        // pass 2: the odd chunks into b
+        let mut j = c0 + 8;
+        while j < c1 {
+            step::<V>(&mut b, w, cols, x, ldx, j);
+            j += 16;
+        }
+        c0 = c1;
     }
+    // a last lone chunk of 8 ends a's chain, after all its others
     let mut tail = end16;
     if end16 + 8 <= cols {
         step::<V>(&mut a, w, cols, x, ldx, end16);
         tail += 8;
-    }
-    // pass 2: chunks 8, 24, 40, … into b
-    let mut b = [[_mm256_setzero_ps(); V]; 4];
-    let mut j = 8;
-    while j < end16 {
-        step::<V>(&mut b, w, cols, x, ldx, j);
-        j += 16;
     }
     for k in 0..4 {
         for v in 0..V {
