@@ -121,6 +121,13 @@ def start(device: str, dtype: str) -> Runtime:
     return Runtime(dev, resolve_dtype(dtype, dev), rank, local, world)
 
 
-def stop(rt: Runtime) -> None:
+def stop(rt: Runtime, finished: bool = True) -> None:
+    """Leaves the process group. After a finished run every rank first waits for the others
+    (rank 0 may still be writing the last checkpoint): a rank that tore its gloo group down
+    while a peer still used the connection was seen to abort ("terminate called without an
+    active exception"). After a failure there is no waiting: the others may be inside a
+    collective that would never meet this one."""
     if rt.distributed and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()

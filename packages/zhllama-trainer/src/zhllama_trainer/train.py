@@ -411,9 +411,12 @@ def train(
     args = model_args_for(c, shards.vocab_size)
     rt = runtime.start(c.device, c.dtype)
     try:
-        return _train(c, rt, shards, manifest, args, ckpt, on_step)
-    finally:
-        runtime.stop(rt)
+        result = _train(c, rt, shards, manifest, args, ckpt, on_step)
+    except BaseException:
+        runtime.stop(rt, finished=False)
+        raise
+    runtime.stop(rt)
+    return result
 
 
 def _train(
