@@ -314,7 +314,7 @@ impl Storage {
         .collect();
         // one packing per distinct matrix (the classifier may be the embedding), all into one
         // region of memory
-        let mut q8: Vec<(usize, Q8Source<'_>)> = mats
+        let mut q8: Vec<(Range<usize>, Q8Source<'_>)> = mats
             .iter()
             .filter_map(|m| match (m, st.mat(m)) {
                 (
@@ -327,7 +327,7 @@ impl Storage {
                         gs,
                     },
                 ) => Some((
-                    range.start,
+                    range.clone(),
                     Q8Source {
                         q,
                         s,
@@ -339,28 +339,21 @@ impl Storage {
                 _ => None,
             })
             .collect();
-        q8.sort_unstable_by_key(|(start, _)| *start);
-        q8.dedup_by_key(|(start, _)| *start);
+        q8.sort_unstable_by_key(|(range, _)| range.start);
+        q8.dedup_by_key(|(range, _)| range.start);
         let sources: Vec<Q8Source<'_>> = q8.iter().map(|(_, src)| *src).collect();
-        let packed: Vec<(usize, PackedQ8)> = PackedQ8::pack_all(&sources)
-            .into_iter()
-            .zip(&q8)
-            .filter_map(|(p, &(start, _))| Some((start, p?)))
-            .collect();
+        // each packed matrix by where its row-major values start, and those values' bytes
+        let (packed, released): (Vec<(usize, PackedQ8)>, Vec<Range<usize>>) =
+            PackedQ8::pack_all(&sources)
+                .into_iter()
+                .zip(&q8)
+                .filter_map(|(p, (range, _))| Some(((range.start, p?), range.clone())))
+                .unzip();
         for m in mats.iter_mut() {
             if let Mat::Q8 { q, packed: idx, .. } = m {
                 *idx = packed.binary_search_by_key(&q.start, |(s, _)| *s).ok();
             }
         }
-        let released: Vec<std::ops::Range<usize>> = mats
-            .iter()
-            .filter_map(|m| match m {
-                Mat::Q8 {
-                    q, packed: Some(_), ..
-                } => Some(q.clone()),
-                _ => None,
-            })
-            .collect();
         st.packed = packed.into_iter().map(|(_, p)| p).collect();
         st.release(&released);
         st
@@ -370,8 +363,10 @@ impl Storage {
     /// values of the packed matrices, never read again (`mat` hands out the packed copy), so
     /// that a model holds its int8 weights once. Only whole pages inside a range go, and
     /// nothing else in the map is touched; a refused request changes nothing.
-    fn release(&self, ranges: &[std::ops::Range<usize>]) {
-        #[cfg(unix)]
+    /// Only on Linux x86-64, whose pages are 4 KiB: madvise rounds a length up to whole
+    /// pages, so a bigger page than assumed would zero bytes past a range.
+    fn release(&self, ranges: &[Range<usize>]) {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
         for r in ranges {
             const PAGE: usize = 4096;
             let (a, b) = (r.start.div_ceil(PAGE) * PAGE, r.end / PAGE * PAGE);
@@ -385,7 +380,7 @@ impl Storage {
                 };
             }
         }
-        #[cfg(not(unix))]
+        #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
         let _ = ranges;
     }
 
