@@ -1,7 +1,8 @@
 //! Micro-benchmark of the batched products on one thread: GMAC/s of a matrix × n vectors,
 //! f32 and int8, for a cache-resident matrix and a memory-sized one, beside n one-vector
 //! products (the speed-up a batch buys). `cargo run --release -p zhllama-kernels --example
-//! batch_bench` (`ZHLLAMA_SIMD=avx2` or `portable` caps the kernels for an A/B).
+//! batch_bench [ROWSxCOLS,…] [N,…]` (`ZHLLAMA_SIMD=avx2` or `portable` caps the kernels for
+//! an A/B; 256 vectors is a long prompt's prefill).
 use std::time::{Duration, Instant};
 use zhllama_kernels::{matmul, matmul_batch, simd_level, BatchInput, MatRef, PackedQ8, QuantVec};
 
@@ -30,6 +31,10 @@ fn main() {
             .collect(),
         None => vec![(768, 768), (2048, 768), (768, 2048), (32768, 768)],
     };
+    let counts: Vec<usize> = match std::env::args().nth(2) {
+        Some(a) => a.split(',').filter_map(|n| n.parse().ok()).collect(),
+        None => vec![1, 2, 4, 8, 16, 64],
+    };
     for &(rows, cols) in &shapes {
         let w: Vec<f32> = (0..rows * cols)
             .map(|i| (i % 7) as f32 * 0.01 - 0.03)
@@ -43,7 +48,7 @@ fn main() {
         ];
         for (name, m) in mats {
             let mut line = format!("{rows:>6}x{cols:<5} {name} GMAC/s, n: batched (one at a time)");
-            for n in [1, 2, 4, 8, 16, 64] {
+            for &n in &counts {
                 let xs: Vec<f32> = (0..n * cols).map(|i| (i % 5) as f32 * 0.1 - 0.2).collect();
                 let mut out = vec![0.0f32; n * rows];
                 let batched = time(|| {
