@@ -124,6 +124,35 @@ fn logits_are_bit_identical_across_batch_sizes_chunks_and_threads() {
     }
 }
 
+/// Wide enough that a 150-token prompt splits its elementwise work (norms, SiLU, residuals,
+/// int8 quantization of the activations) into tasks: 150 × 192 values and more.
+const WIDE: Shape = Shape {
+    dim: 192,
+    hidden: 512,
+    layers: 2,
+    heads: 4,
+    kv_heads: 2,
+    vocab: 510,
+    seq_len: 160,
+};
+
+#[test]
+fn a_long_prompt_split_into_tasks_is_exact() {
+    let (model, tok) = files("wide", WIDE);
+    let seq: Vec<u32> = (0..150u32).map(|i| (i * 7919 + 11) % 510).collect();
+    for int8 in [false, true] {
+        let mut alone = load(&model, &tok, 1, int8);
+        let want: Vec<u32> = (0..seq.len())
+            .flat_map(|p| bits(alone.forward(seq[p], p).unwrap()))
+            .collect();
+        for threads in [1, 2, 3] {
+            let mut m = load(&model, &tok, threads, int8);
+            let got = bits(m.prefill_each(&seq, 0).unwrap());
+            assert!(got == want, "int8 {int8} threads {threads}: logits differ");
+        }
+    }
+}
+
 #[test]
 fn a_batch_checks_its_entries() {
     let (model, tok) = files("checks", SHAPE);

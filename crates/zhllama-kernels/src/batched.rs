@@ -55,12 +55,21 @@ impl<'a> BatchInput<'a> {
             let gs = gs.max(1);
             let mut q = vec![0i8; xs.len()];
             let mut s = vec![0.0f32; n * cols.div_ceil(gs)];
-            for ((x, q), s) in xs
-                .chunks_exact(cols.max(1))
-                .zip(q.chunks_exact_mut(cols.max(1)))
-                .zip(s.chunks_exact_mut(cols.div_ceil(gs).max(1)))
-            {
-                quantize_activations(x, gs, q, s);
+            let (c, g) = (cols.max(1), cols.div_ceil(gs).max(1));
+            let each =
+                |((x, q), s): ((&[f32], &mut [i8]), &mut [f32])| quantize_activations(x, gs, q, s);
+            // a long prompt's vectors on the current pool (the model's, inside its forward):
+            // each vector is quantized alone, so the split changes nothing
+            if xs.len() >= PAR_QUANTIZE_MIN {
+                xs.par_chunks_exact(c)
+                    .zip(q.par_chunks_exact_mut(c))
+                    .zip(s.par_chunks_exact_mut(g))
+                    .for_each(each);
+            } else {
+                xs.chunks_exact(c)
+                    .zip(q.chunks_exact_mut(c))
+                    .zip(s.chunks_exact_mut(g))
+                    .for_each(each);
             }
             Quantized { q, s, gs }
         });
@@ -77,6 +86,9 @@ impl<'a> BatchInput<'a> {
         self.n == 0
     }
 }
+
+/// Values of a batch from which its quantization is split into tasks.
+const PAR_QUANTIZE_MIN: usize = 16384;
 
 /// Weight bytes of one panel of rows, kept in L2 while blocks of vectors pass over it.
 const PANEL_BYTES: usize = 192 * 1024;

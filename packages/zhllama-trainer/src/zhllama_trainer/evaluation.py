@@ -210,8 +210,10 @@ def run_eval(req: EvalRequest) -> tuple[EvalResult, str]:
             _check_vocab(path, vocab, shards)
             windows = _windows(req, shards, seq_len, c)
             loss = torch_loss(model, windows, rt, c.batch_size)
-        finally:
-            runtime.stop(rt)
+        except BaseException:
+            runtime.stop(rt, finished=False)  # no barrier: the other ranks may never reach it
+            raise
+        runtime.stop(rt)
     else:
         import zhllama_rs
 
