@@ -79,7 +79,8 @@ pub(crate) unsafe fn rows(w: &[f32], rows: usize, cols: usize, p: Panel, prefetc
     // Long rows go in blocks of columns, each block met by every group of vectors before the
     // next, so that the block's 4 rows stay in L1 for all of them and for both passes (4 rows
     // of 2048 floats alone fill it; going group by group over whole rows read them from L2 per
-    // group). Each group's accumulators wait in `held` between blocks.
+    // group). Each group's accumulators wait in `held` between blocks (the first block starts
+    // them at zero in registers, so `held` needs no clearing).
     let block = if cols > COLS_IN_L1 {
         COL_BLOCK
     } else {
@@ -91,7 +92,6 @@ pub(crate) unsafe fn rows(w: &[f32], rows: usize, cols: usize, p: Panel, prefetc
     while r + 4 <= rows {
         let ahead = (r + 4 * dist) * cols;
         let wr = w.as_ptr().add(r * cols);
-        held.fill([[[_mm256_setzero_ps(); GROUP_AVX2]; 4]; 2]);
         let mut c0 = 0;
         while c0 < end16 {
             let c1 = (c0 + block).min(end16);
@@ -197,8 +197,9 @@ unsafe fn prefetch4(pf: &mut Option<Prefetches>, j: usize) {
 /// The `a` and `b` accumulators of 4 rows × a group of up to 3 vectors (the first `V` used).
 type Acc = [[[__m256; GROUP_AVX2]; 4]; 2];
 
-/// Columns `cols` (whole 16-column steps) of 4 rows at `w` × `V` vectors into `acc`: the `a`
-/// chains in a first pass over them, the `b` chains in a second. Spans called in ascending
+/// Columns `span` (whole 16-column steps) of 4 rows at `w` × `V` vectors into `acc` (taken as
+/// zero when the span starts at column 0): the `a` chains in a first pass over them, the `b`
+/// chains in a second. Spans called in ascending
 /// order give each chain its chunks in the one-vector kernel's order: a at 0, 16, 32, …, b at
 /// 8, 24, 40, ….
 #[inline]
@@ -214,14 +215,15 @@ unsafe fn span<const V: usize>(
 ) {
     // one chain set at a time, so that its 12 accumulators stay in the 16 registers
     let (mut j, mut pf) = (span.start, Prefetches::new(pf, span.start));
-    let mut a = load::<V>(&acc[0]);
+    let fresh = span.start == 0;
+    let mut a = load::<V>(&acc[0], fresh);
     while j < span.end {
         prefetch4(&mut pf, j);
         step::<V>(&mut a, w, cols, x, ldx, j);
         j += 16;
     }
     store::<V>(&mut acc[0], &a);
-    let mut b = load::<V>(&acc[1]);
+    let mut b = load::<V>(&acc[1], fresh);
     let mut j = span.start + 8;
     while j < span.end {
         step::<V>(&mut b, w, cols, x, ldx, j);
@@ -230,10 +232,18 @@ unsafe fn span<const V: usize>(
     store::<V>(&mut acc[1], &b);
 }
 
-/// One chain set's first `V` accumulators of each row, into locals (registers).
-#[inline(always)]
-fn load<const V: usize>(held: &[[__m256; GROUP_AVX2]; 4]) -> [[__m256; V]; 4] {
-    std::array::from_fn(|k| std::array::from_fn(|v| held[k][v]))
+/// One chain set's first `V` accumulators of each row, into locals (registers); zeros when
+/// `fresh` (a row's first span: what `held` holds then is a previous block's).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn load<const V: usize>(held: &[[__m256; GROUP_AVX2]; 4], fresh: bool) -> [[__m256; V]; 4] {
+    let mut acc = [[_mm256_setzero_ps(); V]; 4];
+    if !fresh {
+        for (acc, held) in acc.iter_mut().zip(held) {
+            acc.copy_from_slice(&held[..V]);
+        }
+    }
+    acc
 }
 
 /// The locals back.
@@ -258,9 +268,13 @@ unsafe fn finish<const V: usize>(
     ldo: usize,
 ) {
     let end16 = cols / 16 * 16;
+    if end16 == 0 {
+        // no span ran: what `held` holds is the previous rows'
+        *acc = [[[_mm256_setzero_ps(); GROUP_AVX2]; 4]; 2];
+    }
     let mut tail = end16;
     if end16 + 8 <= cols {
-        let mut a = load::<V>(&acc[0]);
+        let mut a = load::<V>(&acc[0], false);
         step::<V>(&mut a, w, cols, x, ldx, end16);
         store::<V>(&mut acc[0], &a);
         tail += 8;
