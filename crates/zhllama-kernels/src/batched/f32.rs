@@ -46,12 +46,12 @@ const COL_BLOCK: usize = 512;
 /// Bytes of a group's vectors that stay in L1 beside the 4 rows they meet.
 const L1_VECTORS_BYTES: usize = 24 * 1024;
 
-/// How far ahead the weights are prefetched, and into L2, not L1 (unlike the one-vector
-/// kernel's 8 KiB into L1): a block of 4 rows, the next block and a few vectors overflow the
-/// 32 KiB L1, so lines prefetched into it were evicted before use, and 8 KiB ahead is too
-/// close for a block that several groups of vectors take turns on. Memory-sized 768-column
-/// matrix on Zen 4 (AVX2), one thread: 4 vectors 7.6 -> 11.6 G multiply-adds/s, 8 vectors
-/// 10.2 -> 15.6 (medians of 6–8 interleaved runs).
+/// How far ahead the weights are prefetched; into L2, not L1 as the one-vector kernel does: a
+/// block of 4 rows, the blocks prefetched and a few vectors overflow the 32 KiB L1, so lines
+/// prefetched into it were evicted before use. Memory-sized 768-column matrix on Zen 4 (AVX2),
+/// one thread, against 8 KiB into L1: 4 vectors 7.6 -> 11.6 G multiply-adds/s, 8 vectors 10.2
+/// -> 15.6 (medians of 6–8 interleaved runs); 16 and 64 KiB into L2 did the same as 32, and
+/// 32 KiB into L1 no better than 8.
 const AHEAD_BYTES: usize = 32 * 1024;
 
 /// Where one call's vectors and outputs are: vector `v` at `x + v * ldx` (`cols` values),
@@ -66,7 +66,7 @@ pub(crate) struct Panel {
 }
 
 /// Rows `0..rows` of `w` (row-major, `cols` wide; `w` may run on past `rows`, which lets the
-/// first vector group prefetch the next rows) times every vector of `p`. With `prefetch`, the
+/// vector groups prefetch the next rows) times every vector of `p`. With `prefetch`, the
 /// groups of vectors prefetch [`AHEAD_BYTES`] ahead into L2.
 ///
 /// # Safety
@@ -142,9 +142,9 @@ unsafe fn tail_rows(w: &[f32], r0: usize, rows: usize, cols: usize, p: Panel) {
     }
 }
 
-/// The 4-row block further on that a group of vectors prefetches while it multiplies this one: the
-/// groups of one block share the work (`part` of `parts`), so that the next block streams in
-/// during all of them, not only the first.
+/// The 4-row block further on that a group of vectors prefetches while it multiplies this
+/// one: the groups of one block share the work (`part` of `parts`), so that the block streams
+/// in during all of them, not only the first.
 #[derive(Clone, Copy)]
 pub(crate) struct Ahead<T> {
     pub p: *const T,
@@ -156,8 +156,7 @@ pub(crate) struct Ahead<T> {
 
 /// The prefetches of one pass over a 4-row block: at the 16-column steps that are this
 /// group's share (`(j / 16) % parts == part`), four cache lines of the block ahead, so that
-/// the steps of all groups together cover the block ahead by the end of this one, as in the
-/// one-vector kernel. The share is counted, not divided out: an integer division beside each
+/// the steps of all groups together cover it by the end of this one. The share is counted, not divided out: an integer division beside each
 /// step's 12 multiply-adds slowed the 8-vector product by a fifth even in cache.
 struct Prefetches {
     ahead: Ahead<f32>,
@@ -199,9 +198,8 @@ type Acc = [[[__m256; GROUP_AVX2]; 4]; 2];
 
 /// Columns `span` (whole 16-column steps) of 4 rows at `w` × `V` vectors into `acc` (taken as
 /// zero when the span starts at column 0): the `a` chains in a first pass over them, the `b`
-/// chains in a second. Spans called in ascending
-/// order give each chain its chunks in the one-vector kernel's order: a at 0, 16, 32, …, b at
-/// 8, 24, 40, ….
+/// chains in a second. Spans called in ascending order give each chain its chunks in the
+/// one-vector kernel's order: a at 0, 16, 32, …, b at 8, 24, 40, ….
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn span<const V: usize>(
